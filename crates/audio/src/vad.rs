@@ -349,14 +349,7 @@ impl TurnDetector {
                 length: time(length),
             });
         } else {
-            let from = start
-                .saturating_sub(self.pre_roll_samples)
-                .max(self.history_start);
-            let available = self.history_start + self.history.len() as u64;
-            let to = (end + self.pre_roll_samples).min(available).max(from);
-            let utterance = self.history
-                [(from - self.history_start) as usize..(to - self.history_start) as usize]
-                .to_vec();
+            let utterance = self.utterance(start, end);
             events.push(TurnEvent::TurnEnded {
                 utterance,
                 start: time(start),
@@ -364,6 +357,32 @@ impl TurnDetector {
             });
         }
         self.state = State::Idle;
+    }
+
+    /// The audio of a turn from `start` to `end` (sample indices), with pre-roll before and after as far
+    /// as it has been heard.
+    fn utterance(&self, start: u64, end: u64) -> Vec<f32> {
+        let from = start
+            .saturating_sub(self.pre_roll_samples)
+            .max(self.history_start);
+        let available = self.history_start + self.history.len() as u64;
+        let to = (end + self.pre_roll_samples).min(available).max(from);
+        self.history[(from - self.history_start) as usize..(to - self.history_start) as usize].to_vec()
+    }
+
+    /// While the caller pauses inside a turn: the utterance as [`TurnEvent::TurnEnded`] would give it if
+    /// the turn ended now, with its start and end of speech; `None` when not paused or too short to be a
+    /// turn. Lets a recognizer start on the utterance before the end of turn is certain; once the pause
+    /// is longer than the pre-roll the audio is exactly what `TurnEnded` will carry.
+    pub fn paused_utterance(&self) -> Option<(Vec<f32>, Duration, Duration)> {
+        if self.state != State::Paused {
+            return None;
+        }
+        let (start, end) = (self.turn_start, self.last_voiced_end);
+        if end.saturating_sub(start) < self.min_speech_samples {
+            return None;
+        }
+        Some((self.utterance(start, end), time(start), time(end)))
     }
 
     /// Keeps only the audio a future utterance can need: the current turn, or while idle the

@@ -28,6 +28,10 @@ pub struct WhisperConfig {
     pub window: WindowPolicy,
     /// Produce segment timestamps (a few more decoder tokens per segment).
     pub timestamps: bool,
+    /// Decode again at rising temperatures when the first greedy decode looks unreliable (whisper's
+    /// default). It rescues some hard utterances but can multiply the decoding time of short, unclear
+    /// ones; `switchboard bench stt --no-fallback` measures both.
+    pub temperature_fallback: bool,
     /// Run one short transcription at load so the first caller does not pay for whisper.cpp's lazy
     /// allocations.
     pub warm_up: bool,
@@ -44,6 +48,7 @@ impl WhisperConfig {
             language: "en".to_owned(),
             window: WindowPolicy::Adaptive,
             timestamps: false,
+            temperature_fallback: true,
             warm_up: true,
         }
     }
@@ -125,6 +130,12 @@ impl WhisperStt {
         &self.config
     }
 
+    /// Queues a transcription and returns at once; the result is collected from the [`Pending`]. Dropping
+    /// the `Pending` before a worker picks the job up cancels it (a speculation the caller overtook).
+    pub fn start(&self, samples: Vec<f32>) -> Result<Pending, SttError> {
+        self.submit(samples).map(Pending)
+    }
+
     fn submit(&self, samples: Vec<f32>) -> Result<oneshot::Receiver<Result<Transcript, SttError>>, SttError> {
         if samples.is_empty() {
             return Err(SttError::BadInput("no audio".into()));
@@ -158,6 +169,17 @@ impl WhisperStt {
         self.submit(samples)?
             .blocking_recv()
             .map_err(|_| SttError::Unavailable)?
+    }
+}
+
+/// A transcription under way (see [`WhisperStt::start`]).
+#[derive(Debug)]
+pub struct Pending(oneshot::Receiver<Result<Transcript, SttError>>);
+
+impl Pending {
+    /// Blocks until the transcript is ready. Not for async worker threads.
+    pub fn wait(self) -> Result<Transcript, SttError> {
+        self.0.blocking_recv().map_err(|_| SttError::Unavailable)?
     }
 }
 
@@ -249,6 +271,9 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
     params.set_no_timestamps(!config.timestamps);
     params.set_single_segment(!config.timestamps);
     params.set_suppress_nst(true);
+    if !config.temperature_fallback {
+        params.set_temperature_inc(0.0);
+    }
     params.set_audio_ctx(i32::try_from(audio_ctx).unwrap_or(0));
     params.set_max_tokens(i32::try_from(max_tokens_for(samples.len())).unwrap_or(0));
     params.set_print_special(false);

@@ -18,12 +18,13 @@
 //!   the next), and non-speech tokens such as `[BLANK_AUDIO]` are suppressed.
 
 pub mod testset;
+pub mod turns;
 pub mod wer;
 pub mod window;
 
 mod engine;
 
-pub use engine::{WhisperConfig, WhisperStt};
+pub use engine::{Pending, WhisperConfig, WhisperStt};
 pub use switchboard_core::stt::{STT_SAMPLE_RATE, Segment, SpeechToText, SttError, SttTimings, Transcript};
 
 /// Loading failed: the error says which file and why.
