@@ -114,9 +114,7 @@ fn speaking_again_abandons_the_speculation() {
         })
         .expect("the pause started a speculation");
     assert!(
-        actions
-            .iter()
-            .any(|a| *a == TurnAction::Abandon { id: first_spec }),
+        actions.contains(&TurnAction::Abandon { id: first_spec }),
         "resuming abandons it: {}",
         describe(&actions)
     );
