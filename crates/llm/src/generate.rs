@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::LogitsProcessor;
 use switchboard_core::llm::{
-    Answer, CancelToken, ChatMessage, Constraint, FinishReason, GenerationParams, LlmError, ReplyStats,
+    Answer, CancelToken, ChatMessage, Constraint, FinishReason, GenerationParams, LlmError, ReplyStats, Role,
 };
 
 use crate::EngineError;
@@ -59,6 +59,36 @@ fn failed(e: impl std::fmt::Display) -> LlmError {
     LlmError::Failed(e.to_string())
 }
 
+/// The default system message of a ChatML chat template: the first quoted literal of the form
+/// `<|im_start|>system\n…<|im_end|>` with no template expressions inside (SmolLM2 and Qwen2.5 both
+/// write it that way). `None` when the template has none.
+fn default_system_prompt(template: &str) -> Option<String> {
+    const OPEN: &str = "<|im_start|>system";
+    let mut rest = template;
+    while let Some(at) = rest.find(OPEN) {
+        let before = &rest[..at];
+        let after = &rest[at + OPEN.len()..];
+        rest = after;
+        let Some(quote) = before.chars().last().filter(|c| *c == '\'' || *c == '"') else {
+            continue;
+        };
+        let Some(literal) = after.split(quote).next() else {
+            continue;
+        };
+        let literal = literal.replace("\\n", "\n");
+        let Some(body) = literal.strip_prefix('\n') else {
+            continue;
+        };
+        let Some((text, _)) = body.split_once("<|im_end|>") else {
+            continue;
+        };
+        if !text.is_empty() && !text.contains("{{") && !text.contains("{%") {
+            return Some(text.to_string());
+        }
+    }
+    None
+}
+
 /// Picks the next token: repetition penalty, an optional mask of allowed tokens, then greedy or seeded
 /// sampling (temperature, top-p) through candle's `LogitsProcessor`.
 struct Sampler {
@@ -80,12 +110,21 @@ impl Sampler {
         }
     }
 
-    fn pick(&mut self, logits: &Tensor, history: &[u32], allowed: Option<&[bool]>) -> Result<u32, LlmError> {
+    /// `generated` holds only the tokens of this reply, never the prompt: penalizing the prompt would
+    /// punish the template's own tokens and every word of the question, so a small model asked "What
+    /// is the capital of France?" is pushed away from "The capital of France is Paris" into
+    /// near-synonyms and other languages.
+    fn pick(
+        &mut self,
+        logits: &Tensor,
+        generated: &[u32],
+        allowed: Option<&[bool]>,
+    ) -> Result<u32, LlmError> {
         let mut v: Vec<f32> = logits.to_vec1().map_err(failed)?;
         if self.penalty != 1.0 && self.last_n > 0 {
-            let start = history.len().saturating_sub(self.last_n);
+            let start = generated.len().saturating_sub(self.last_n);
             let mut seen = std::collections::HashSet::new();
-            for &t in &history[start..] {
+            for &t in &generated[start..] {
                 if seen.insert(t)
                     && let Some(l) = v.get_mut(t as usize)
                 {
@@ -137,6 +176,9 @@ pub struct Generator {
     config: EngineConfig,
     /// `"\n"` after `<|im_end|>`, encoded once.
     newline: Vec<u32>,
+    /// The system message the model's own chat template inserts when a conversation has none
+    /// (SmolLM2: "You are a helpful AI assistant named SmolLM, …"); the model was tuned with it.
+    default_system: Option<String>,
 }
 
 impl Generator {
@@ -172,6 +214,11 @@ impl Generator {
                     .unwrap_or_default()
             });
         let newline = vocab.encode("\n")?;
+        let default_system = content
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .and_then(|t| default_system_prompt(t));
         let c = model.config();
         let info = ModelInfo {
             path: path.to_path_buf(),
@@ -188,6 +235,7 @@ impl Generator {
             info,
             config,
             newline,
+            default_system,
         })
     }
 
@@ -200,20 +248,30 @@ impl Generator {
     }
 
     /// ChatML: `<|im_start|>role\ncontent<|im_end|>\n` per message, then `<|im_start|>assistant\n` when
-    /// `generation_prompt`. Message text is encoded literally (it cannot inject control tokens), and
-    /// each message is encoded on its own, so a conversation's tokens always start with the tokens of
-    /// its first messages — what makes the prompt cache hit.
+    /// `generation_prompt`. Like the model's own template, a conversation without a system message gets
+    /// the template's default one. Message text is encoded literally (it cannot inject control tokens),
+    /// and each message is encoded on its own, so a conversation's tokens always start with the tokens
+    /// of its first messages — what makes the prompt cache hit.
     pub fn encode_chat(
         &self,
         messages: &[ChatMessage],
         generation_prompt: bool,
     ) -> Result<Vec<u32>, EngineError> {
         let mut ids = Vec::new();
-        for m in messages {
+        let mut encode = |role: Role, content: &str| -> Result<(), EngineError> {
             ids.push(self.vocab.im_start);
-            ids.extend(self.vocab.encode(&format!("{}\n{}", m.role, m.content))?);
+            ids.extend(self.vocab.encode(&format!("{role}\n{content}"))?);
             ids.push(self.vocab.im_end);
             ids.extend(&self.newline);
+            Ok(())
+        };
+        if let Some(system) = &self.default_system
+            && messages.first().is_none_or(|m| m.role != Role::System)
+        {
+            encode(Role::System, system)?;
+        }
+        for m in messages {
+            encode(m.role, &m.content)?;
         }
         if generation_prompt {
             ids.push(self.vocab.im_start);
@@ -294,7 +352,7 @@ impl Generator {
             if history.len() - prompt.len() >= max_tokens {
                 break FinishReason::Length;
             }
-            let token = sampler.pick(&logits, &history, None)?;
+            let token = sampler.pick(&logits, &history[prompt.len()..], None)?;
             ttft.get_or_insert_with(|| start.elapsed());
             if self.vocab.is_stop(token) {
                 break FinishReason::Stop;
@@ -405,6 +463,7 @@ impl Generator {
         } = self.prefill(&prompt, cancel)?;
         self.cache.insert(prompt.clone(), kv.clone());
         let mut sampler = Sampler::new(params);
+        let prompt_len = prompt.len();
         let mut history = prompt;
         let mut m = Matcher::new(grammar);
         let mut out = Vec::new();
@@ -455,7 +514,7 @@ impl Generator {
             if !any {
                 return Err(failed("no token can continue the constrained answer"));
             }
-            let token = sampler.pick(&logits, &history, Some(&allowed))?;
+            let token = sampler.pick(&logits, &history[prompt_len..], Some(&allowed))?;
             if self.vocab.is_stop(token) {
                 break;
             }
@@ -475,5 +534,44 @@ impl Generator {
         }
         let text = String::from_utf8(out).map_err(failed)?;
         Ok((text, m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_system_prompt_comes_from_the_chat_template() {
+        let smollm = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}\
+{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}\
+{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
+        assert_eq!(
+            default_system_prompt(smollm).as_deref(),
+            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        );
+        // Qwen2.5: the tools branch opens a system message around an expression first; the escaped
+        // `\n` form is accepted too.
+        let qwen = r#"{%- if tools %}{{- '<|im_start|>system\n' }}{{- messages[0]['content'] }}{%- else %}
+{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+{%- else %}{{- '<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n' }}"#;
+        assert_eq!(
+            default_system_prompt(qwen).as_deref(),
+            Some("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+        );
+        assert_eq!(default_system_prompt("{{ '<|im_start|>' + m['role'] }}"), None);
+    }
+
+    #[test]
+    fn repetition_penalty_looks_only_at_generated_tokens() -> Result<(), LlmError> {
+        let mut sampler = Sampler::new(&GenerationParams {
+            repetition_penalty: 2.0,
+            ..GenerationParams::greedy(8)
+        });
+        let logits = Tensor::new(&[1.0f32, 3.0, 2.0], &Device::Cpu).map_err(failed)?;
+        assert_eq!(sampler.pick(&logits, &[], None)?, 1);
+        assert_eq!(sampler.pick(&logits, &[1], None)?, 2, "3.0 / 2 < 2.0");
+        assert_eq!(sampler.pick(&logits, &[1], Some(&[true, true, false]))?, 1);
+        Ok(())
     }
 }

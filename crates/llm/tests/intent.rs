@@ -75,7 +75,7 @@ fn model() -> (&'static str, &'static str) {
     }
 }
 
-#[ignore = "known failure (issue 3): 4/20 correct with SmolLM2 through our engine; being fixed"]
+#[ignore = "model limit (issue 3): SmolLM2-135M 4/20 ('billing' for every utterance: its first token 'b' gets p≈0.6 whatever the question, also with f32 weights and with whole-label scoring); Qwen2.5-Coder-0.5B (SWITCHBOARD_TEST_LLM=qwen) 13/20"]
 #[test]
 fn intent_classification_gets_all_twenty_utterances_right() {
     let (file, fetch) = model();
