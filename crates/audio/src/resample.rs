@@ -265,20 +265,26 @@ pub fn resample(samples: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, A
     Ok(out)
 }
 
+/// Test signals shared by this crate's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_signals {
     use std::f32::consts::PI;
 
-    fn sine(freq: f32, rate: u32, len: usize, amplitude: f32) -> Vec<f32> {
+    pub fn sine(freq: f32, rate: u32, len: usize, amplitude: f32) -> Vec<f32> {
         (0..len)
             .map(|n| amplitude * (2.0 * PI * freq * n as f32 / rate as f32).sin())
             .collect()
     }
 
-    fn rms(x: &[f32]) -> f32 {
+    pub fn rms(x: &[f32]) -> f32 {
         (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_signals::{rms, sine};
+    use super::*;
 
     /// Amplitude of `freq` in `x` by correlation with a quadrature pair.
     fn tone_amplitude(x: &[f32], freq: f32, rate: u32) -> f32 {
@@ -291,17 +297,16 @@ mod tests {
         (2.0 * (c * c + s * s).sqrt() / x.len() as f64) as f32
     }
 
-    #[test]
-    fn streaming_in_20ms_frames_equals_whole_buffer() {
-        let input = sine(1000.0, 8000, 8000, 0.5);
-        let whole = resample(&input, 8000, 16000).expect("resample");
-        let mut rs = StreamResampler::new(8000, 16000).expect("new");
+    /// Resamples `input` in `chunk`-sized pieces and checks it equals resampling it whole; returns the
+    /// whole-buffer result.
+    fn assert_streaming_equals_whole(input: &[f32], from: u32, to: u32, chunk: usize) -> Vec<f32> {
+        let whole = resample(input, from, to).expect("resample");
+        let mut rs = StreamResampler::new(from, to).expect("new");
         let mut streamed = Vec::new();
-        for frame in input.chunks(160) {
+        for frame in input.chunks(chunk) {
             rs.process(frame, &mut streamed);
         }
         rs.flush(&mut streamed);
-        assert_eq!(whole.len(), 16000);
         assert_eq!(streamed.len(), whole.len());
         let max_diff = streamed
             .iter()
@@ -309,25 +314,18 @@ mod tests {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f32::max);
         assert!(max_diff < 1e-6, "max diff {max_diff}");
+        whole
+    }
+
+    #[test]
+    fn streaming_in_20ms_frames_equals_whole_buffer() {
+        let whole = assert_streaming_equals_whole(&sine(1000.0, 8000, 8000, 0.5), 8000, 16000, 160);
+        assert_eq!(whole.len(), 16000);
     }
 
     #[test]
     fn odd_chunking_equals_whole_buffer() {
-        let input = sine(440.0, 22050, 22050, 0.3);
-        let whole = resample(&input, 22050, 16000).expect("resample");
-        let mut rs = StreamResampler::new(22050, 16000).expect("new");
-        let mut streamed = Vec::new();
-        for frame in input.chunks(97) {
-            rs.process(frame, &mut streamed);
-        }
-        rs.flush(&mut streamed);
-        assert_eq!(streamed.len(), whole.len());
-        let max_diff = streamed
-            .iter()
-            .zip(&whole)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(max_diff < 1e-6, "max diff {max_diff}");
+        assert_streaming_equals_whole(&sine(440.0, 22050, 22050, 0.3), 22050, 16000, 97);
     }
 
     #[test]

@@ -167,17 +167,7 @@ impl MulawEncoder8k {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::f32::consts::PI;
-
-    fn sine(freq: f32, rate: u32, len: usize, amplitude: f32) -> Vec<f32> {
-        (0..len)
-            .map(|n| amplitude * (2.0 * PI * freq * n as f32 / rate as f32).sin())
-            .collect()
-    }
-
-    fn rms(x: &[f32]) -> f32 {
-        (x.iter().map(|v| v * v).sum::<f32>() / x.len().max(1) as f32).sqrt()
-    }
+    use crate::resample::test_signals::{rms, sine};
 
     #[test]
     fn phone_line_keeps_voice_band_and_removes_high_band() {
