@@ -370,19 +370,26 @@ impl TurnDetector {
         self.history[(from - self.history_start) as usize..(to - self.history_start) as usize].to_vec()
     }
 
+    /// While the caller pauses inside a turn: its start and end of speech; `None` when not paused or too
+    /// short to be a turn. Cheap (no audio is copied), so it can be asked on every frame.
+    pub fn paused_speech(&self) -> Option<(Duration, Duration)> {
+        let (start, end) = self.paused_span()?;
+        Some((time(start), time(end)))
+    }
+
     /// While the caller pauses inside a turn: the utterance as [`TurnEvent::TurnEnded`] would give it if
-    /// the turn ended now, with its start and end of speech; `None` when not paused or too short to be a
-    /// turn. Lets a recognizer start on the utterance before the end of turn is certain; once the pause
-    /// is longer than the pre-roll the audio is exactly what `TurnEnded` will carry.
+    /// the turn ended now, with its start and end of speech (see [`Self::paused_speech`]). Lets a
+    /// recognizer start on the utterance before the end of turn is certain; once the pause is longer than
+    /// the pre-roll the audio is exactly what `TurnEnded` will carry.
     pub fn paused_utterance(&self) -> Option<(Vec<f32>, Duration, Duration)> {
-        if self.state != State::Paused {
-            return None;
-        }
-        let (start, end) = (self.turn_start, self.last_voiced_end);
-        if end.saturating_sub(start) < self.min_speech_samples {
-            return None;
-        }
+        let (start, end) = self.paused_span()?;
         Some((self.utterance(start, end), time(start), time(end)))
+    }
+
+    fn paused_span(&self) -> Option<(u64, u64)> {
+        let (start, end) = (self.turn_start, self.last_voiced_end);
+        (self.state == State::Paused && end.saturating_sub(start) >= self.min_speech_samples)
+            .then_some((start, end))
     }
 
     /// Keeps only the audio a future utterance can need: the current turn, or while idle the

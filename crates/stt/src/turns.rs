@@ -111,9 +111,13 @@ impl SpeculativeTurns {
                 }
             }
         }
-        if let Some((samples, _, end)) = self.detector.paused_utterance() {
+        // Asked on every frame, so the audio is copied only when a speculation actually starts.
+        if let Some((_, end)) = self.detector.paused_speech() {
             let already = self.current.is_some_and(|(_, covered)| covered == end);
-            if !already && self.detector.position() >= end + self.speculate_after {
+            if !already
+                && self.detector.position() >= end + self.speculate_after
+                && let Some((samples, _, _)) = self.detector.paused_utterance()
+            {
                 self.abandon(&mut actions);
                 let id = self.next_id;
                 self.next_id += 1;
