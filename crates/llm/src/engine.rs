@@ -215,6 +215,7 @@ fn run_job(generator: &mut Generator, job: Job) {
                 stats.queued = queued;
                 ReplyEvent::Finished(stats)
             }));
+            generator.settle();
         }
         Job::Answer {
             messages,

@@ -91,13 +91,15 @@ fn cached_and_uncached_prefix_give_identical_greedy_output() {
         assert!(s2.cached_tokens < s2.prompt_tokens);
 
         let (repeated, s3) = chat(&engine, messages.clone(), 40);
-        let chunk = EngineConfig::default().prefill_chunk;
+        // Dense prompt passes resume anywhere (but compute at least MIN_DENSE_PASS tokens);
+        // quantized ones at whole chunks.
         let reusable = s3.prompt_tokens - 1;
-        assert_eq!(
-            s3.cached_tokens,
-            reusable - reusable % chunk,
-            "whole prompt reused"
-        );
+        let expected = if engine.info().dense_prefill {
+            s3.prompt_tokens - switchboard_llm::generate::MIN_DENSE_PASS
+        } else {
+            reusable - reusable % EngineConfig::default().prefill_chunk
+        };
+        assert_eq!(s3.cached_tokens, expected, "whole prompt reused");
 
         assert!(!uncached.is_empty());
         assert_eq!(uncached, warmed, "system prompt cached vs not, for {q:?}");
@@ -115,10 +117,18 @@ fn next_turn_reuses_the_previous_turn() {
     let (reply, first) = chat(&engine, messages.clone(), 40);
     messages.push(ChatMessage::assistant(reply));
     messages.push(ChatMessage::user("Great. Are you open on Saturday?"));
-    let (_, second) = chat(&engine, messages, 40);
+    let (continued, second) = chat(&engine, messages.clone(), 40);
     assert!(
         second.cached_tokens >= first.prompt_tokens,
         "the first turn's prompt and reply were reused: {first:?} {second:?}"
+    );
+    // The cached reply is what a fresh computation of the whole conversation gives.
+    engine.clear_cache_blocking().expect("clear");
+    let (fresh, third) = chat(&engine, messages, 40);
+    assert_eq!(third.cached_tokens, 0);
+    assert_eq!(
+        continued, fresh,
+        "second turn with the first cached vs computed afresh"
     );
 }
 

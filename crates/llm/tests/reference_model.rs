@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
-use switchboard_llm::model::Transformer;
+use switchboard_llm::model::{Pass, Transformer};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     let a: Vec<f32> = a.flatten_all().expect("flatten").to_vec1().expect("vec");
@@ -28,7 +28,7 @@ fn compare(file: &str, fetch: &str) {
     let device = Device::Cpu;
     let mut f = std::fs::File::open(&path).expect("open");
     let ct = gguf_file::Content::read(&mut f).expect("gguf");
-    let ours = Transformer::from_gguf(&ct, &mut f, &device).expect("our model");
+    let ours = Transformer::from_gguf(&ct, &mut f, &device, 0).expect("our model");
     let arch = ct.metadata["general.architecture"]
         .to_string()
         .expect("arch")
@@ -56,7 +56,7 @@ fn compare(file: &str, fetch: &str) {
     };
 
     let mut cache = ours.new_cache();
-    let whole = ours.forward(&tokens, &mut cache).expect("ours");
+    let whole = ours.forward(&tokens, &mut cache, Pass::Prompt).expect("ours");
     // Against candle's masked batch attention only close (summation order differs).
     let diff = max_abs_diff(&whole, &reference);
     assert!(diff < 1.0, "{arch}: logits differ from candle's by {diff}");
@@ -67,7 +67,7 @@ fn compare(file: &str, fetch: &str) {
     let chunked = |cache: &mut switchboard_llm::model::KvCache, from: usize| {
         let mut last = None;
         for c in tokens[from..].chunks(8) {
-            last = Some(ours.forward(c, cache).expect("chunk"));
+            last = Some(ours.forward(c, cache, Pass::Prompt).expect("chunk"));
         }
         last.expect("logits")
     };
@@ -84,6 +84,59 @@ fn compare(file: &str, fetch: &str) {
         "{arch}: cached prefix differs"
     );
     assert_eq!(cache.len(), tokens.len(), "the snapshot kept its length");
+
+    // Dense prompt passes (the f16 copy of the weights): close to the quantized reference, and the
+    // result does not depend on where the prompt is split, so the prompt cache may resume anywhere.
+    let mut f = std::fs::File::open(&path).expect("open");
+    let ct = gguf_file::Content::read(&mut f).expect("gguf");
+    let dense = Transformer::from_gguf(&ct, &mut f, &device, usize::MAX).expect("dense model");
+    let mut cache = dense.new_cache();
+    let dense_whole = dense.forward(&tokens, &mut cache, Pass::Prompt).expect("dense");
+    let diff = max_abs_diff(&dense_whole, &reference);
+    assert!(diff < 1.0, "{arch}: dense logits differ from candle's by {diff}");
+    assert_eq!(argmax(&dense_whole), argmax(&reference));
+    // Splits into several passes of different lengths, as the prompt cache produces them.
+    let long: Vec<u32> = (0..135u32).map(|i| 500 + i * 53).collect();
+    let passes = |bounds: &[usize]| {
+        let mut cache = dense.new_cache();
+        let mut last = None;
+        for w in bounds.windows(2) {
+            last = Some(
+                dense
+                    .forward(&long[w[0]..w[1]], &mut cache, Pass::Prompt)
+                    .expect("pass"),
+            );
+        }
+        last.expect("logits")
+    };
+    let reference_passes = passes(&[0, 32, 64, 96, 128, 135]);
+    for bounds in [
+        &[0, 32, 64, 96, 106, 135][..],
+        &[0, 135],
+        &[0, 7, 135],
+        &[0, 50, 134, 135],
+        &[0, 33, 70, 135],
+    ] {
+        assert_eq!(
+            max_abs_diff(&passes(bounds), &reference_passes),
+            0.0,
+            "{arch}: dense prompt in passes {bounds:?} differs"
+        );
+    }
+    for split in [1, 13, 39] {
+        let mut cache = dense.new_cache();
+        dense
+            .forward(&tokens[..split], &mut cache, Pass::Prompt)
+            .expect("head");
+        let tail = dense
+            .forward(&tokens[split..], &mut cache, Pass::Prompt)
+            .expect("tail");
+        assert_eq!(
+            max_abs_diff(&tail, &dense_whole),
+            0.0,
+            "{arch}: dense prompt split at {split} differs from the whole"
+        );
+    }
 }
 
 #[test]
