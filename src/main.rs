@@ -25,6 +25,9 @@ enum Command {
     Transcribe(cli::transcribe::TranscribeArgs),
     /// Chat with the local language model in the terminal, or get one structured answer.
     Chat(cli::chat::ChatArgs),
+    /// Check flow files and run scenarios against them.
+    #[command(subcommand)]
+    Flows(cli::flows::FlowsCommand),
     /// Measure speed and accuracy and print a table.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
@@ -37,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Transcribe(args) => cli::transcribe::run(args),
         Command::Chat(args) => cli::chat::run(args),
+        Command::Flows(cmd) => cli::flows::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }
 }

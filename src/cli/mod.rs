@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_llm;
 pub mod chat;
+pub mod flows;
 pub mod models;
 pub mod resolve;
 pub mod transcribe;

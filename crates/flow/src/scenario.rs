@@ -485,6 +485,38 @@ impl fmt::Display for ScenarioReport {
     }
 }
 
+/// What a scenario run needs from outside the engine. The model-free run ([`run_text`]) answers with
+/// deterministic stand-ins; `switchboard flows test` plugs in the real language model and
+/// speech-to-text. Webhooks always get the scenario's canned answers, so scenarios never touch the
+/// network.
+pub trait ScenarioDriver {
+    /// Answers a request the deterministic matchers could not decide.
+    fn understand(&mut self, request: &UnderstandRequest) -> Understanding;
+    /// Phrases a free reply within `instructions`; `None` when there is no model (the transcript then
+    /// shows the instructions). `history` is the call so far.
+    fn respond(&mut self, instructions: &str, utterance: &str, history: &[Line]) -> Option<String>;
+    /// The transcript of a recorded caller turn.
+    fn transcribe(&mut self, wav: &Path) -> Result<String, String>;
+}
+
+/// [`ScenarioDriver`] from a closure for understanding; no replies, no speech-to-text.
+struct TextOnly<'a>(&'a mut dyn FnMut(&UnderstandRequest) -> Understanding);
+
+impl ScenarioDriver for TextOnly<'_> {
+    fn understand(&mut self, request: &UnderstandRequest) -> Understanding {
+        (self.0)(request)
+    }
+    fn respond(&mut self, _: &str, _: &str, _: &[Line]) -> Option<String> {
+        None
+    }
+    fn transcribe(&mut self, wav: &Path) -> Result<String, String> {
+        Err(format!(
+            "{} needs speech-to-text (not in a text run)",
+            wav.display()
+        ))
+    }
+}
+
 /// Runs a scenario against `flow` without speech or network: `understand` answers model requests
 /// (`|_| Understanding::NotUnderstood` runs it with deterministic understanding only) and webhooks get
 /// the scenario's canned answers. A `wav` turn is a failure here (it needs speech-to-text).
@@ -493,15 +525,34 @@ pub fn run_text(
     scenario: &Scenario,
     understand: &mut dyn FnMut(&UnderstandRequest) -> Understanding,
 ) -> ScenarioReport {
+    run(flow, scenario, &mut TextOnly(understand))
+}
+
+/// Runs a scenario against `flow` with `driver` answering what the engine cannot decide itself.
+pub fn run(flow: &Flow, scenario: &Scenario, driver: &mut dyn ScenarioDriver) -> ScenarioReport {
     let mut rec = CallRecord::default();
     let mut failures = Vec::new();
-    let mut resolve = |st: &mut crate::CallState, mut actions: Vec<Action>, rec: &mut CallRecord| {
+    let resolve = |st: &mut crate::CallState,
+                   mut actions: Vec<Action>,
+                   rec: &mut CallRecord,
+                   driver: &mut dyn ScenarioDriver| {
         let mut said = rec.observe(&actions);
         // Bounded: a driver that keeps answering must not spin forever on a broken flow.
         for _ in 0..32 {
+            for a in &actions {
+                if let Action::Respond {
+                    instructions,
+                    utterance,
+                } = a
+                    && let Some(reply) = driver.respond(instructions, utterance, &rec.lines)
+                {
+                    said.push(reply.clone());
+                    rec.lines.push(Line::Bot(reply));
+                }
+            }
             let input = match pending_request(&actions) {
                 Some(Action::Understand(r)) => {
-                    let u = understand(r);
+                    let u = driver.understand(r);
                     rec.lines.push(Line::Event(format!("understood: {u:?}")));
                     Input::Understood(u)
                 }
@@ -518,7 +569,7 @@ pub fn run_text(
         said
     };
     let (mut st, actions) = flow.start(scenario.contact.clone());
-    let said = resolve(&mut st, actions, &mut rec);
+    let said = resolve(&mut st, actions, &mut rec, driver);
     if let Some(e) = &scenario.start {
         failures.extend(
             e.check(&said, st.slots())
@@ -535,21 +586,28 @@ pub fn run_text(
             ));
             break;
         }
-        rec.lines.push(Line::Caller(turn.describe()));
         let inputs = match turn.input(scenario.base_dir.as_deref()) {
-            TurnInput::Inputs(v) => v,
-            TurnInput::Wav(p) => {
-                failures.push(format!(
-                    "turn {n}: {} needs speech-to-text (not in a text run)",
-                    p.display()
-                ));
-                continue;
+            TurnInput::Inputs(v) => {
+                rec.lines.push(Line::Caller(turn.describe()));
+                v
             }
+            TurnInput::Wav(p) => match driver.transcribe(&p) {
+                Ok(text) => {
+                    rec.lines
+                        .push(Line::Caller(format!("{} → caller: {text}", turn.describe())));
+                    vec![Input::Utterance(text)]
+                }
+                Err(e) => {
+                    rec.lines.push(Line::Caller(turn.describe()));
+                    failures.push(format!("turn {n}: {e}"));
+                    continue;
+                }
+            },
         };
         let mut said = Vec::new();
         for input in inputs {
             let actions = flow.step(&mut st, input);
-            said.extend(resolve(&mut st, actions, &mut rec));
+            said.extend(resolve(&mut st, actions, &mut rec, driver));
         }
         if let Some(e) = &turn.expect {
             failures.extend(
