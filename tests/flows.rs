@@ -44,8 +44,8 @@ fn check_points_at_the_broken_line() -> std::io::Result<()> {
     let (stdout, stderr) = text(&out);
     assert!(!out.status.success(), "a broken flow must fail: {stdout}");
     assert!(
-        stderr.contains("broken.yaml:8:11:") && stderr.contains("unknown step \"byebye\""),
-        "{stderr}"
+        stdout.contains("broken.yaml:8:11:") && stdout.contains("unknown step \"byebye\""),
+        "{stdout}{stderr}"
     );
     Ok(())
 }

@@ -104,8 +104,11 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             ),
             Err(errors) => {
                 bad += 1;
-                eprintln!("{errors}");
-                println!("error {} ({} problems)", file.display(), errors.0.len());
+                println!(
+                    "error {}: {} problem(s)\n{errors}",
+                    file.display(),
+                    errors.0.len()
+                );
             }
         }
     }
