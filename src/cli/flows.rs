@@ -152,6 +152,10 @@ impl ModelDriver<'_> {
     }
 }
 
+/// A label the model gives less probability than this is treated as not understood: a guess is worse
+/// than a re-prompt on the phone.
+const MIN_CONFIDENCE: f32 = 0.5;
+
 /// The label the model picks when a caller's answer fits none of the flow's.
 const NONE_LABEL: &str = "none";
 
@@ -194,9 +198,50 @@ impl ScenarioDriver for ModelDriver<'_> {
                 labels.push(NONE_LABEL.to_string());
                 descriptions.push("the answer fits none of the other categories, or is unclear".to_string());
                 let (system, user) = one_of_prompt(request, &labels, &descriptions);
-                match self.answer(system, user, Constraint::OneOf(labels), 16) {
-                    Some(Answer::Label(l)) if l == NONE_LABEL => None,
-                    other => other,
+                let Some(llm) = self.llm else {
+                    return Understanding::NotUnderstood;
+                };
+                let started = Instant::now();
+                // Contextual calibration: a small model prefers some labels whatever the caller said,
+                // so divide by the probabilities it gives a content-free answer to the same question.
+                let content_free = UnderstandRequest {
+                    utterance: "N/A".to_string(),
+                    ..request.clone()
+                };
+                let (_, user_free) = one_of_prompt(&content_free, &labels, &descriptions);
+                let probabilities = llm
+                    .label_probabilities_blocking(
+                        vec![ChatMessage::system(system.clone()), ChatMessage::user(user)],
+                        labels.clone(),
+                    )
+                    .and_then(|p| {
+                        let prior = llm.label_probabilities_blocking(
+                            vec![ChatMessage::system(system), ChatMessage::user(user_free)],
+                            labels.clone(),
+                        )?;
+                        let ratio: Vec<f32> = p.iter().zip(&prior).map(|(p, q)| p / q.max(1e-6)).collect();
+                        let sum: f32 = ratio.iter().sum();
+                        Ok(ratio.into_iter().map(|r| r / sum).collect::<Vec<f32>>())
+                    });
+                self.model_time += started.elapsed();
+                let probabilities = match probabilities {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!("language model failed: {e}");
+                        return Understanding::NotUnderstood;
+                    }
+                };
+                tracing::debug!(?labels, ?probabilities, utterance = %request.utterance, "classified");
+                let best = probabilities
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map(|(i, p)| (labels[i].clone(), *p));
+                match best {
+                    Some((label, p)) if label != NONE_LABEL && p >= MIN_CONFIDENCE => {
+                        Some(Answer::Label(label))
+                    }
+                    _ => None,
                 }
             }
             UnderstandKind::YesNo => self.answer(

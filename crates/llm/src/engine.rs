@@ -33,6 +33,11 @@ enum Job {
         params: GenerationParams,
         reply: oneshot::Sender<Result<Answer, LlmError>>,
     },
+    Classify {
+        messages: Vec<ChatMessage>,
+        labels: Vec<String>,
+        reply: oneshot::Sender<Result<Vec<f32>, LlmError>>,
+    },
     WarmUp {
         prefix: Vec<ChatMessage>,
         reply: oneshot::Sender<Result<(), LlmError>>,
@@ -62,6 +67,7 @@ impl std::fmt::Debug for Job {
         f.write_str(match self {
             Job::Chat { .. } => "Job::Chat",
             Job::Answer { .. } => "Job::Answer",
+            Job::Classify { .. } => "Job::Classify",
             Job::WarmUp { .. } => "Job::WarmUp",
             Job::ClearCache { .. } => "Job::ClearCache",
         })
@@ -170,6 +176,22 @@ impl LlmEngine {
             .map_err(|_| LlmError::Unavailable)?
     }
 
+    /// The probability of each label as the whole answer (see [`Generator::label_probabilities`]);
+    /// for sync callers.
+    pub fn label_probabilities_blocking(
+        &self,
+        messages: Vec<ChatMessage>,
+        labels: Vec<String>,
+    ) -> Result<Vec<f32>, LlmError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Classify {
+            messages,
+            labels,
+            reply,
+        })?;
+        rx.blocking_recv().map_err(|_| LlmError::Unavailable)?
+    }
+
     /// [`LanguageModel::warm_up`] for sync callers.
     pub fn warm_up_blocking(&self, prefix: Vec<ChatMessage>) -> Result<(), LlmError> {
         let (reply, rx) = oneshot::channel();
@@ -227,6 +249,16 @@ fn run_job(generator: &mut Generator, job: Job) {
                 return;
             }
             let _ = reply.send(generator.answer(&messages, &constraint, &params, &CancelToken::new()));
+        }
+        Job::Classify {
+            messages,
+            labels,
+            reply,
+        } => {
+            if reply.is_closed() {
+                return;
+            }
+            let _ = reply.send(generator.label_probabilities(&messages, &labels, &CancelToken::new()));
         }
         Job::WarmUp { prefix, reply } => {
             let _ = reply.send(generator.warm_up(&prefix));

@@ -504,6 +504,62 @@ impl Generator {
         })
     }
 
+    /// How likely each label is as the whole answer to `messages`: the probability of its tokens
+    /// followed by the stop token, normalized over the labels.
+    ///
+    /// Why score instead of generating: constrained generation always ends in some label, and a small
+    /// model's first token decides it; the whole-label probability also tells how sure the model is,
+    /// so a caller can treat a weak winner as "not understood" instead of acting on a guess.
+    pub fn label_probabilities(
+        &mut self,
+        messages: &[ChatMessage],
+        labels: &[String],
+        cancel: &CancelToken,
+    ) -> Result<Vec<f32>, LlmError> {
+        if labels.is_empty() {
+            return Err(LlmError::BadInput("no labels to score".into()));
+        }
+        let prompt = self.encode_chat(messages, true).map_err(failed)?;
+        let Prefilled { kv, logits, .. } = self.prefill(&prompt, cancel)?;
+        self.cache.insert(prompt, kv.clone());
+        let stop = *self
+            .vocab
+            .stop_tokens()
+            .first()
+            .ok_or_else(|| failed("the model has no stop token"))?;
+        let first = candle_nn::ops::log_softmax(&logits, 0)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(failed)?;
+        let mut scores = Vec::with_capacity(labels.len());
+        for label in labels {
+            if cancel.is_cancelled() {
+                return Err(LlmError::Cancelled);
+            }
+            let tokens = self.vocab.encode(label).map_err(failed)?;
+            let Some(&t0) = tokens.first() else {
+                scores.push(f32::NEG_INFINITY);
+                continue;
+            };
+            let mut score = first.get(t0 as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            let mut kv = kv.clone();
+            let rows = self
+                .model
+                .forward_all(&tokens, &mut kv, Pass::Prompt)
+                .and_then(|l| candle_nn::ops::log_softmax(&l, 1))
+                .and_then(|l| l.to_vec2::<f32>())
+                .map_err(failed)?;
+            let next = tokens.iter().skip(1).copied().chain([stop]);
+            for (row, token) in rows.iter().zip(next) {
+                score += row.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            }
+            scores.push(score);
+        }
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+        let sum: f32 = exp.iter().sum();
+        Ok(exp.into_iter().map(|e| e / sum).collect())
+    }
+
     /// One answer in the form `constraint` fixes.
     pub fn answer(
         &mut self,

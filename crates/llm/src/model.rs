@@ -438,6 +438,20 @@ impl Transformer {
     /// Runs `tokens` (positions `cache.len()..`) through the model, appends their keys and values to
     /// `cache`, and returns the logits (f32, `[vocab]`) for the token after the last one.
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, pass: Pass) -> Result<Tensor> {
+        let h = self.hidden(tokens, cache, pass)?;
+        let last = h.i((.., tokens.len() - 1, ..))?;
+        self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+    }
+
+    /// Like [`Transformer::forward`], but returns the logits after every one of `tokens`
+    /// (`[tokens.len(), vocab]`): what scoring a given continuation needs.
+    pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache, pass: Pass) -> Result<Tensor> {
+        let h = self.hidden(tokens, cache, pass)?;
+        self.output.forward(&h.squeeze(0)?)?.to_dtype(DType::F32)
+    }
+
+    /// The final (normalized) hidden states of `tokens`, `[1, seq, dim]`; appends to `cache`.
+    fn hidden(&self, tokens: &[u32], cache: &mut KvCache, pass: Pass) -> Result<Tensor> {
         let seq_len = tokens.len();
         if seq_len == 0 {
             candle_core::bail!("forward needs at least one token");
@@ -470,8 +484,6 @@ impl Transformer {
             h = (y + residual)?;
         }
         cache.len = pos + seq_len;
-        let h = self.norm.forward(&h)?;
-        let last = h.i((.., seq_len - 1, ..))?;
-        self.output.forward(&last)?.squeeze(0)?.to_dtype(DType::F32)
+        self.norm.forward(&h)
     }
 }

@@ -323,3 +323,29 @@ async fn the_trait_streams_to_async_callers() {
         .expect("answer");
     assert_eq!(label, Answer::Label("yes".into()));
 }
+
+#[test]
+fn label_probabilities_are_a_distribution_and_repeatable() {
+    let engine = engine();
+    let labels: Vec<String> = ["cancel", "confirm", "reschedule"].map(String::from).to_vec();
+    let messages = vec![
+        ChatMessage::system("You sort what a caller said into one category: cancel, confirm or reschedule."),
+        ChatMessage::user("The caller said: \"Please cancel my appointment.\" Which category?"),
+    ];
+    let p = engine
+        .label_probabilities_blocking(messages.clone(), labels.clone())
+        .expect("scored");
+    assert_eq!(p.len(), labels.len());
+    assert!(p.iter().all(|x| (0.0..=1.0).contains(x)), "{p:?}");
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
+    let again = engine
+        .label_probabilities_blocking(messages, labels)
+        .expect("scored again");
+    assert_eq!(p, again, "the cached prompt scores exactly like the fresh one");
+    assert!(
+        engine
+            .label_probabilities_blocking(vec![ChatMessage::user("hi")], vec![])
+            .is_err(),
+        "no labels is bad input"
+    );
+}
