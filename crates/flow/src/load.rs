@@ -244,17 +244,25 @@ pub(crate) fn yaml_error(file: &str, e: &serde_yaml_ng::Error) -> FlowError {
     }
 }
 
+/// A file's text and its name for messages; an unreadable file is an error naming it (`what`: "flow").
+pub(crate) fn read_source(path: &Path, what: &str) -> Result<(String, String), FlowError> {
+    let file = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(src) => Ok((src, file)),
+        Err(e) => Err(FlowError {
+            file,
+            line: None,
+            column: None,
+            message: format!("cannot read the {what} file: {e}"),
+        }),
+    }
+}
+
 impl Flow {
     /// Reads and validates a flow file. Tables with a `file:` are read relative to the flow's directory.
     pub fn load(path: impl AsRef<Path>) -> Result<Flow, FlowErrors> {
         let path = path.as_ref();
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| FlowError {
-            file: file.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the flow file: {e}"),
-        })?;
+        let (src, file) = read_source(path, "flow")?;
         Flow::parse(&src, &file, path.parent())
     }
 

@@ -387,13 +387,7 @@ pub fn pending_request(actions: &[Action]) -> Option<&Action> {
 impl Scenario {
     pub fn load(path: impl AsRef<Path>) -> Result<Scenario, FlowErrors> {
         let path = path.as_ref();
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| FlowError {
-            file: file.clone(),
-            line: None,
-            column: None,
-            message: format!("cannot read the scenario file: {e}"),
-        })?;
+        let (src, file) = crate::load::read_source(path, "scenario")?;
         Scenario::parse(&src, &file, path.parent())
     }
 
