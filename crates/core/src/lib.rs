@@ -7,3 +7,4 @@
 
 pub mod llm;
 pub mod stt;
+pub mod tts;
