@@ -25,6 +25,10 @@ enum Command {
     Transcribe(cli::transcribe::TranscribeArgs),
     /// Chat with the local language model in the terminal, or get one structured answer.
     Chat(cli::chat::ChatArgs),
+    /// Run the runtime: webhooks and media streams answered by the flows.
+    Serve(cli::serve::ServeArgs),
+    /// Place a simulated call from a recording against the server (in-process or running).
+    Call(cli::call::CallArgs),
     /// Check flow files and run scenarios against them.
     #[command(subcommand)]
     Flows(cli::flows::FlowsCommand),
@@ -40,6 +44,8 @@ fn main() -> anyhow::Result<()> {
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Transcribe(args) => cli::transcribe::run(args),
         Command::Chat(args) => cli::chat::run(args),
+        Command::Serve(args) => cli::serve::run(args),
+        Command::Call(args) => cli::call::run(args),
         Command::Flows(cmd) => cli::flows::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use switchboard_core::llm::{Answer, CancelToken, ChatMessage, Constraint, GenerationParams, ReplyEvent};
+use switchboard_core::llm::{CancelToken, ChatMessage};
 use switchboard_flow::scenario::{self, Line, Scenario, ScenarioDriver, ScenarioReport};
-use switchboard_flow::{Flow, SlotType, UnderstandKind, UnderstandRequest, Understanding};
+use switchboard_flow::{Flow, UnderstandRequest, Understanding, model};
 use switchboard_llm::{EngineConfig, LlmEngine};
 use switchboard_stt::{WhisperConfig, WhisperStt};
 
@@ -116,9 +116,11 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Answers the engine's requests with the real models.
+/// Answers the engine's requests with the real models, the same way the call pipeline does
+/// (`switchboard_flow::model`).
 struct ModelDriver<'a> {
     llm: Option<&'a LlmEngine>,
+    runtime: &'a tokio::runtime::Runtime,
     stt: &'a mut Option<WhisperStt>,
     stt_model: Option<&'a str>,
     system_prompt: String,
@@ -126,184 +128,35 @@ struct ModelDriver<'a> {
     model_time: Duration,
 }
 
-impl ModelDriver<'_> {
-    fn answer(
-        &mut self,
-        system: String,
-        user: String,
-        constraint: Constraint,
-        max_tokens: usize,
-    ) -> Option<Answer> {
-        let llm = self.llm?;
-        let started = Instant::now();
-        let answer = llm.answer_blocking(
-            vec![ChatMessage::system(system), ChatMessage::user(user)],
-            constraint,
-            GenerationParams::greedy(max_tokens),
-        );
-        self.model_time += started.elapsed();
-        match answer {
-            Ok(a) => Some(a),
-            Err(e) => {
-                tracing::warn!("language model failed: {e}");
-                None
-            }
-        }
-    }
-}
-
-/// A label the model gives less probability than this is treated as not understood: a guess is worse
-/// than a re-prompt on the phone.
-const MIN_CONFIDENCE: f32 = 0.5;
-
-/// The label the model picks when a caller's answer fits none of the flow's.
-const NONE_LABEL: &str = "none";
-
-/// The wording of a classification request: the labels with what each means, and the exchange.
-fn one_of_prompt(
-    request: &UnderstandRequest,
-    labels: &[String],
-    descriptions: &[String],
-) -> (String, String) {
-    let mut system =
-        String::from("You sort what a caller said on the phone into exactly one category. Categories:\n");
-    for (label, description) in labels.iter().zip(descriptions) {
-        system.push_str(&format!("- {label}: {description}\n"));
-    }
-    // Small models pick some category for anything; examples of answers that fit none teach them
-    // that "none" is a normal answer (they are deliberately unlike any flow's wording).
-    system.push_str(&format!(
-        "Examples of answers that fit no category ({NONE_LABEL}): \"uh\", \"what?\", \"the cat is \
-         orange\", \"lorem ipsum\", \"I like trains\".\nAnswer with the category name only."
-    ));
-    let user = format!(
-        "The assistant asked: \"{}\"\nThe caller answered: \"{}\"\nWhich category?",
-        request.question, request.utterance
-    );
-    (system, user)
-}
-
 impl ScenarioDriver for ModelDriver<'_> {
     fn understand(&mut self, request: &UnderstandRequest) -> Understanding {
-        let exchange = format!(
-            "The assistant asked: \"{}\"\nThe caller answered: \"{}\"",
-            request.question, request.utterance
-        );
-        let answer = match &request.kind {
-            UnderstandKind::OneOf { labels, descriptions } => {
-                // Constrained decoding always picks a label, so offer one for "none of these":
-                // without it, "bananas" would become whichever label the model leans to.
-                let mut labels = labels.clone();
-                let mut descriptions = descriptions.clone();
-                labels.push(NONE_LABEL.to_string());
-                descriptions.push("the answer fits none of the other categories, or is unclear".to_string());
-                let (system, user) = one_of_prompt(request, &labels, &descriptions);
-                let Some(llm) = self.llm else {
-                    return Understanding::NotUnderstood;
-                };
-                let started = Instant::now();
-                // Contextual calibration: a small model prefers some labels whatever the caller said,
-                // so divide by the probabilities it gives a content-free answer to the same question.
-                let content_free = UnderstandRequest {
-                    utterance: "N/A".to_string(),
-                    ..request.clone()
-                };
-                let (_, user_free) = one_of_prompt(&content_free, &labels, &descriptions);
-                let probabilities = llm
-                    .label_probabilities_blocking(
-                        vec![ChatMessage::system(system.clone()), ChatMessage::user(user)],
-                        labels.clone(),
-                    )
-                    .and_then(|p| {
-                        let prior = llm.label_probabilities_blocking(
-                            vec![ChatMessage::system(system), ChatMessage::user(user_free)],
-                            labels.clone(),
-                        )?;
-                        let ratio: Vec<f32> = p.iter().zip(&prior).map(|(p, q)| p / q.max(1e-6)).collect();
-                        let sum: f32 = ratio.iter().sum();
-                        Ok(ratio.into_iter().map(|r| r / sum).collect::<Vec<f32>>())
-                    });
-                self.model_time += started.elapsed();
-                let probabilities = match probabilities {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::warn!("language model failed: {e}");
-                        return Understanding::NotUnderstood;
-                    }
-                };
-                tracing::debug!(?labels, ?probabilities, utterance = %request.utterance, "classified");
-                let best = probabilities
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map(|(i, p)| (labels[i].clone(), *p));
-                match best {
-                    Some((label, p)) if label != NONE_LABEL && p >= MIN_CONFIDENCE => {
-                        Some(Answer::Label(label))
-                    }
-                    _ => None,
-                }
-            }
-            UnderstandKind::YesNo => self.answer(
-                "You decide whether a caller's answer on the phone means yes or no.".into(),
-                format!("{exchange}\nDoes the caller mean yes?"),
-                Constraint::YesNo,
-                4,
-            ),
-            UnderstandKind::Number => self.answer(
-                "You read the number a caller said on the phone.".into(),
-                format!("{exchange}\nWhat number did the caller give? Digits only."),
-                Constraint::Integer,
-                12,
-            ),
-            UnderstandKind::Extract { slot, slot_type } => {
-                let form = match slot_type {
-                    SlotType::Datetime => "the day and time, like \"Tuesday at 3 pm\"",
-                    SlotType::Phone => "the phone number, digits only",
-                    SlotType::Number => "the number, digits only",
-                    _ => "the value, in a few words",
-                };
-                self.answer(
-                    format!("You extract the {slot} from what a caller said on the phone."),
-                    format!("{exchange}\nWrite only {form}."),
-                    Constraint::None,
-                    16,
-                )
-            }
+        let Some(llm) = self.llm else {
+            return Understanding::NotUnderstood;
         };
-        match answer {
-            Some(Answer::Label(l)) => Understanding::Label(l),
-            Some(Answer::YesNo(b)) => Understanding::YesNo(b),
-            Some(Answer::Integer(n)) => Understanding::Number(n),
-            Some(Answer::Text(t)) | Some(Answer::Json(t)) => Understanding::Text(t.trim().to_string()),
-            None => Understanding::NotUnderstood,
-        }
+        let started = Instant::now();
+        let understood = self.runtime.block_on(model::understand(llm, request));
+        self.model_time += started.elapsed();
+        understood.unwrap_or_else(|e| {
+            tracing::warn!("language model failed: {e}");
+            Understanding::NotUnderstood
+        })
     }
 
     fn respond(&mut self, instructions: &str, utterance: &str, _history: &[Line]) -> Option<String> {
         let llm = self.llm?;
         let started = Instant::now();
-        let messages = vec![
-            ChatMessage::system(format!("{}\n\n{instructions}", self.system_prompt)),
-            ChatMessage::user(utterance),
-        ];
-        let mut stream = llm
-            .start_chat(messages, GenerationParams::greedy(60), CancelToken::new())
-            .ok()?;
-        let mut text = String::new();
-        while let Some(event) = stream.blocking_next() {
-            match event {
-                Ok(ReplyEvent::Text(t)) => text.push_str(&t),
-                Ok(ReplyEvent::Finished(_)) => break,
-                Err(e) => {
-                    tracing::warn!("language model failed: {e}");
-                    break;
-                }
+        let messages = model::respond_messages(&self.system_prompt, instructions, utterance);
+        let reply = self
+            .runtime
+            .block_on(model::respond(llm, messages, CancelToken::new(), |_| {}));
+        self.model_time += started.elapsed();
+        match reply {
+            Ok(text) => (!text.is_empty()).then_some(text),
+            Err(e) => {
+                tracing::warn!("language model failed: {e}");
+                None
             }
         }
-        self.model_time += started.elapsed();
-        let text = text.trim().to_string();
-        (!text.is_empty()).then_some(text)
     }
 
     fn transcribe(&mut self, wav: &Path) -> Result<String, String> {
@@ -363,6 +216,10 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         Some(engine)
     };
     let mut stt = None;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
 
     println!("| scenario | flow | result | outcome | model time |");
     println!("|---|---|---|---|---|");
@@ -382,6 +239,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         };
         let mut driver = ModelDriver {
             llm: llm.as_ref(),
+            runtime: &runtime,
             stt: &mut stt,
             stt_model: args.stt_model.as_deref(),
             system_prompt: flow.system_prompt().to_string(),

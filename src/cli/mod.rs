@@ -2,10 +2,12 @@
 
 pub mod bench;
 pub mod bench_llm;
+pub mod call;
 pub mod chat;
 pub mod flows;
 pub mod models;
 pub mod resolve;
+pub mod serve;
 pub mod transcribe;
 
 /// Logs go to stderr so that a command's real output (a transcript, JSON) can be piped.

@@ -42,6 +42,7 @@ mod error;
 pub mod g711;
 pub mod resample;
 pub mod telephone;
+pub mod turns;
 pub mod vad;
 pub mod wav;
 

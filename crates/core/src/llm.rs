@@ -270,6 +270,15 @@ pub trait LanguageModel: Send + Sync {
         params: GenerationParams,
     ) -> impl Future<Output = Result<Answer, LlmError>> + Send;
 
+    /// How likely each of `labels` is as the whole answer to `messages`, normalized over the labels.
+    /// Unlike [`LanguageModel::answer`] with [`Constraint::OneOf`], this says how sure the model is, so a
+    /// caller can refuse to act on a guess.
+    fn label_probabilities(
+        &self,
+        messages: Vec<ChatMessage>,
+        labels: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<f32>, LlmError>> + Send;
+
     /// Computes and caches the state of a prompt prefix (e.g. a flow's system prompt) so the first turn
     /// that starts with it only pays for its new tokens. Engines without a cache do nothing.
     fn warm_up(&self, prefix: Vec<ChatMessage>) -> impl Future<Output = Result<(), LlmError>> + Send {

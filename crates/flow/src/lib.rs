@@ -104,6 +104,7 @@ mod condition;
 mod engine;
 mod flow;
 mod load;
+pub mod model;
 pub mod scenario;
 pub mod spec;
 mod template;

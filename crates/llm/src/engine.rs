@@ -324,6 +324,23 @@ impl LanguageModel for LlmEngine {
         async move { rx?.await.map_err(|_| LlmError::Unavailable)? }
     }
 
+    fn label_probabilities(
+        &self,
+        messages: Vec<ChatMessage>,
+        labels: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<f32>, LlmError>> + Send {
+        let (reply, rx) = oneshot::channel();
+        let submitted = self.submit(Job::Classify {
+            messages,
+            labels,
+            reply,
+        });
+        async move {
+            submitted?;
+            rx.await.map_err(|_| LlmError::Unavailable)?
+        }
+    }
+
     fn warm_up(&self, prefix: Vec<ChatMessage>) -> impl Future<Output = Result<(), LlmError>> + Send {
         let (reply, rx) = oneshot::channel();
         let submitted = self.submit(Job::WarmUp { prefix, reply });

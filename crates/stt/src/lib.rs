@@ -18,7 +18,8 @@
 //!   the next), and non-speech tokens such as `[BLANK_AUDIO]` are suppressed.
 
 pub mod testset;
-pub mod turns;
+/// Speculative end-of-turn detection lives with the detector it wraps; re-exported for old paths.
+pub use switchboard_audio::turns;
 pub mod wer;
 pub mod window;
 

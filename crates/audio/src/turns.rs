@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use switchboard_audio::{TurnDetector, TurnEvent, VadConfig};
+use crate::{TurnDetector, TurnEvent, VadConfig};
 
 /// What the caller should do after feeding audio.
 #[derive(Debug, Clone, PartialEq)]

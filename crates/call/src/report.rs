@@ -1,0 +1,124 @@
+//! What a call did, for the call log and for the simulator's printout.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use switchboard_flow::{Outcome, Slots};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    Caller,
+    Bot,
+}
+
+/// When the stages of one exchange happened, as offsets from the start of the call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TurnTimings {
+    /// The caller stopped speaking (in the audio, not when the silence confirmed it).
+    pub speech_end: Duration,
+    /// The end of the turn was detected (after the end-of-turn silence).
+    pub turn_end: Duration,
+    pub transcript_ready: Option<Duration>,
+    /// The language model's first token, when the answer used a free reply.
+    pub first_token: Option<Duration>,
+    /// The first audio frame of the bot's answer was sent.
+    pub first_audio: Option<Duration>,
+}
+
+impl TurnTimings {
+    /// Caller speech end → first bot audio frame: what the caller experiences as the bot's reaction time.
+    pub fn voice_to_voice(&self) -> Option<Duration> {
+        self.first_audio.map(|a| a.saturating_sub(self.speech_end))
+    }
+}
+
+/// One thing said in the call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TurnRecord {
+    pub speaker: Speaker,
+    /// For the bot, only what the caller heard when they interrupted.
+    pub text: String,
+    /// When it started, from the start of the call.
+    pub at: Duration,
+    /// The bot was interrupted (barge-in) before finishing this line.
+    pub interrupted: bool,
+    /// For caller turns: the stage timings of the bot's reaction.
+    pub timings: Option<TurnTimings>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CallNote {
+    Dtmf { digit: char },
+    BargeIn { heard: String },
+    Transfer { to: String, reason: String },
+    OptOut,
+    Silence,
+    Error { message: String },
+}
+
+/// A note with its time from the start of the call.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub at: Duration,
+    #[serde(flatten)]
+    pub note: CallNote,
+}
+
+/// Why the call ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The flow ended the call.
+    BotHungUp,
+    Transferred,
+    /// The provider said the stream stopped (the caller hung up, usually).
+    CallerHungUp,
+    /// The media connection went away without a `stop`.
+    Disconnected,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CallReport {
+    pub outcome: Option<Outcome>,
+    pub slots: Slots,
+    pub turns: Vec<TurnRecord>,
+    pub events: Vec<EventRecord>,
+    pub ended_by: Option<EndReason>,
+    pub transferred_to: Option<String>,
+    pub opted_out: bool,
+    pub duration: Duration,
+}
+
+impl CallReport {
+    pub(crate) fn new() -> Self {
+        Self {
+            outcome: None,
+            slots: Slots::new(),
+            turns: Vec::new(),
+            events: Vec::new(),
+            ended_by: None,
+            transferred_to: None,
+            opted_out: false,
+            duration: Duration::ZERO,
+        }
+    }
+
+    /// Every bot line, in order.
+    pub fn bot_lines(&self) -> Vec<&str> {
+        self.turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Bot)
+            .map(|t| t.text.as_str())
+            .collect()
+    }
+
+    /// Voice-to-voice latency of every caller turn the bot answered.
+    pub fn latencies(&self) -> Vec<Duration> {
+        self.turns
+            .iter()
+            .filter_map(|t| t.timings.as_ref()?.voice_to_voice())
+            .collect()
+    }
+}

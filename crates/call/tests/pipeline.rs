@@ -1,0 +1,276 @@
+//! The call pipeline driven through its channels with small fake engines: pacing and marks, the
+//! greeting, keypad input, silence handling, barge-in, and the call's ending and report.
+//! (The real engines are exercised end to end by the server's black-box tests.)
+
+// Fakes mirror the traits' `impl Future + Send` signatures on purpose.
+#![allow(clippy::manual_async_fn)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use switchboard_call::{
+    CallCommand, CallEvent, CallReport, CallSettings, EndReason, Engines, Speaker, run_call,
+};
+use switchboard_core::llm::{
+    Answer, CancelToken, ChatMessage, Constraint, GenerationParams, LanguageModel, LlmError, ReplyEvent,
+    ReplyStream,
+};
+use switchboard_core::stt::{SpeechToText, SttError, SttTimings, Transcript};
+use switchboard_core::tts::{Speech, TextToSpeech, TtsError};
+use switchboard_flow::{Contact, Flow, Outcome};
+use tokio::sync::mpsc;
+
+/// Always hears the same sentence.
+struct FakeStt(&'static str, AtomicUsize);
+
+impl SpeechToText for FakeStt {
+    fn transcribe(&self, samples: Vec<f32>) -> impl Future<Output = Result<Transcript, SttError>> + Send {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let text = self.0.to_string();
+        async move {
+            Ok(Transcript {
+                text,
+                segments: Vec::new(),
+                audio: Duration::from_secs_f64(samples.len() as f64 / 16_000.0),
+                timings: SttTimings::default(),
+            })
+        }
+    }
+}
+
+/// Understands nothing (the flow's own matchers do the work) and never replies.
+struct FakeLlm;
+
+struct NoStream;
+impl ReplyStream for NoStream {
+    fn next(&mut self) -> impl Future<Output = Option<Result<ReplyEvent, LlmError>>> + Send {
+        async { None }
+    }
+}
+
+impl LanguageModel for FakeLlm {
+    type Stream = NoStream;
+    fn stream_chat(
+        &self,
+        _: Vec<ChatMessage>,
+        _: GenerationParams,
+        _: CancelToken,
+    ) -> impl Future<Output = Result<NoStream, LlmError>> + Send {
+        async { Ok(NoStream) }
+    }
+    fn answer(
+        &self,
+        _: Vec<ChatMessage>,
+        _: Constraint,
+        _: GenerationParams,
+    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
+        async { Err(LlmError::Unavailable) }
+    }
+    fn label_probabilities(
+        &self,
+        _: Vec<ChatMessage>,
+        labels: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<f32>, LlmError>> + Send {
+        let n = labels.len() as f32;
+        async move { Ok(vec![1.0 / n; labels.len()]) }
+    }
+}
+
+/// 60 ms of a 440 Hz tone per character, at 16 kHz.
+struct FakeTts;
+impl TextToSpeech for FakeTts {
+    fn sample_rate(&self) -> u32 {
+        16_000
+    }
+    fn synthesize(&self, text: String) -> impl Future<Output = Result<Speech, TtsError>> + Send {
+        async move {
+            let n = text.len() * 960;
+            let samples = (0..n)
+                .map(|i| ((i as f32 * 440.0 * 2.0 * std::f32::consts::PI / 16_000.0).sin() * 8000.0) as i16)
+                .collect();
+            Ok(Speech {
+                samples,
+                sample_rate: 16_000,
+            })
+        }
+    }
+}
+
+const FLOW: &str = r#"
+name: test_line
+direction: inbound
+persona: A test line.
+facts: { hours: nine to five }
+slots:
+  topic: { type: one_of, options: { hours: [hours, open], other: [] } }
+global:
+  silence: { timeout_ms: 3000, max: 2, goodbye: Nobody there. Goodbye. }
+  human: { goto: staff, dtmf: "0" }
+  misunderstanding: { max: 3, goto: staff }
+start: menu
+steps:
+  menu:
+    ask: topic
+    prompt: Welcome. Press 1 or ask for our hours.
+    dtmf: { "1": hours }
+    routes: { hours: hours, other: bye }
+    on_fail: staff
+  hours:
+    say: We are open {{facts.hours}}.
+    next: bye
+  bye:
+    end: { outcome: resolved, say: Goodbye. }
+  staff:
+    transfer: { to: "+15550100" }
+"#;
+
+/// The provider's side: collects what the bot sends, confirms marks at once, and plays `script`
+/// (each event after a delay counted from the start).
+async fn call_with(script: Vec<(Duration, CallEvent)>, stt: Arc<FakeStt>) -> (CallReport, Vec<CallCommand>) {
+    let flow = Arc::new(Flow::parse(FLOW, "test_line.yaml", None).expect("flow"));
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(1024);
+    let engines = Engines {
+        stt,
+        llm: Arc::new(FakeLlm),
+        tts: Arc::new(FakeTts),
+    };
+    let call = tokio::spawn(run_call(
+        flow,
+        Contact::default(),
+        engines,
+        CallSettings::default(),
+        ev_rx,
+        cmd_tx,
+    ));
+    let marks = ev_tx.clone();
+    let provider = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some(c) = cmd_rx.recv().await {
+            if let CallCommand::Mark(name) = &c {
+                let _ = marks.send(CallEvent::Mark(name.clone())).await;
+            }
+            seen.push(c);
+        }
+        seen
+    });
+    let start = tokio::time::Instant::now();
+    for (at, event) in script {
+        tokio::time::sleep_until(start + at).await;
+        if ev_tx.send(event).await.is_err() {
+            break;
+        }
+    }
+    let report = call.await.expect("call task");
+    drop(ev_tx);
+    let commands = provider.await.expect("provider task");
+    (report, commands)
+}
+
+fn silence(ms: usize) -> CallEvent {
+    CallEvent::Media(vec![0xFF; ms * 8])
+}
+
+fn frames(commands: &[CallCommand]) -> usize {
+    commands
+        .iter()
+        .filter(|c| matches!(c, CallCommand::Media(_)))
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn greeting_is_paced_with_marks_and_a_key_gets_the_hours() {
+    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let script = vec![(Duration::from_secs(4), CallEvent::Dtmf('1'))];
+    let (report, commands) = call_with(script, stt).await;
+    assert!(
+        frames(&commands) > 50,
+        "the greeting and the answer were sent as frames"
+    );
+    assert!(commands.iter().all(|c| match c {
+        CallCommand::Media(f) => f.len() == 160,
+        _ => true,
+    }));
+    let marks = commands
+        .iter()
+        .filter(|c| matches!(c, CallCommand::Mark(_)))
+        .count();
+    assert!(marks >= 4, "a mark after every phrase: {marks}");
+    assert_eq!(commands.last(), Some(&CallCommand::Hangup));
+    assert_eq!(report.outcome, Some(Outcome::Resolved));
+    assert_eq!(report.ended_by, Some(EndReason::BotHungUp));
+    let lines = report.bot_lines();
+    assert!(lines.iter().any(|l| l.contains("nine to five")), "{lines:?}");
+    assert!(
+        report
+            .events
+            .iter()
+            .any(|e| e.note == switchboard_call::CallNote::Dtmf { digit: '1' })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn silence_reprompts_then_says_goodbye_and_hangs_up() {
+    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    // The caller's line stays open and silent.
+    let script: Vec<_> = (0..1000)
+        .map(|i| (Duration::from_millis(20 * i), silence(20)))
+        .collect();
+    let (report, commands) = call_with(script, stt.clone()).await;
+    let lines = report.bot_lines().join(" | ");
+    assert!(lines.contains("Nobody there"), "{lines}\n{report:#?}");
+    assert_eq!(commands.last(), Some(&CallCommand::Hangup));
+    assert_eq!(
+        report.outcome,
+        Some(Outcome::Abandoned),
+        "inbound: the caller stayed silent"
+    );
+    assert_eq!(report.ended_by, Some(EndReason::BotHungUp));
+    assert!(
+        report
+            .events
+            .iter()
+            .filter(|e| e.note == switchboard_call::CallNote::Silence)
+            .count()
+            >= 2
+    );
+    assert_eq!(
+        stt.1.load(Ordering::SeqCst),
+        0,
+        "nothing to transcribe in silence"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_key_while_the_bot_talks_interrupts_it() {
+    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    // "Welcome." lasts about 0.5 s, the whole greeting about 2.3 s; press 1 during "Welcome.".
+    let script = vec![(Duration::from_millis(250), CallEvent::Dtmf('1'))];
+    let (report, commands) = call_with(script, stt).await;
+    let clear_at = commands
+        .iter()
+        .position(|c| *c == CallCommand::Clear)
+        .expect("clear sent");
+    assert!(
+        frames(&commands[..clear_at]) < 40,
+        "cleared early in the greeting"
+    );
+    let greeting = report
+        .turns
+        .iter()
+        .find(|t| t.speaker == Speaker::Bot)
+        .expect("greeting line");
+    assert!(greeting.interrupted, "{greeting:?}");
+    assert_eq!(greeting.text, "Welcome.", "only what was heard is kept");
+    assert!(report.bot_lines().iter().any(|l| l.contains("nine to five")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_caller_hanging_up_ends_the_call_as_abandoned() {
+    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let script = vec![(Duration::from_millis(300), CallEvent::Stop)];
+    let (report, _) = call_with(script, stt).await;
+    assert_eq!(report.ended_by, Some(EndReason::CallerHungUp));
+    assert_eq!(report.outcome, Some(Outcome::Abandoned));
+}

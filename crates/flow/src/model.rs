@@ -1,0 +1,206 @@
+//! Asking the language model what the engine cannot decide itself, and phrasing free replies.
+//!
+//! The engine is pure: when its deterministic matchers cannot decide, it emits an
+//! [`UnderstandRequest`]. Every driver (the call pipeline, `switchboard flows test`) answers those
+//! requests the same way, with the functions here, so a scenario run behaves like a call.
+//!
+//! Labels are not generated but scored: the model gives each label (plus "none") a probability as the
+//! whole answer, and those are divided by the probabilities it gives a content-free answer ("N/A") to
+//! the same question. Small models prefer some labels whatever the caller said; the division removes
+//! that preference ("contextual calibration"). A winner under [`MIN_CONFIDENCE`] is not understood:
+//! on the phone a re-prompt is cheaper than acting on a guess.
+
+use switchboard_core::llm::{
+    Answer, CancelToken, ChatMessage, Constraint, GenerationParams, LanguageModel, LlmError,
+};
+
+use crate::SlotType;
+use crate::engine::{UnderstandKind, UnderstandRequest, Understanding};
+
+/// The label offered for "fits none of these".
+pub const NONE_LABEL: &str = "none";
+
+/// Calibrated probability below which the best label counts as not understood.
+pub const MIN_CONFIDENCE: f32 = 0.5;
+
+/// What the model said, or why it said nothing.
+pub type Understood = Result<Understanding, LlmError>;
+
+fn one_of_messages(
+    question: &str,
+    utterance: &str,
+    labels: &[String],
+    descriptions: &[String],
+) -> Vec<ChatMessage> {
+    let mut system =
+        String::from("You sort what a caller said on the phone into exactly one category. Categories:\n");
+    for (label, description) in labels.iter().zip(descriptions) {
+        system.push_str(&format!("- {label}: {description}\n"));
+    }
+    system.push_str(&format!(
+        "Examples of answers that fit no category ({NONE_LABEL}): \"uh\", \"what?\", \"the cat is \
+         orange\", \"lorem ipsum\", \"I like trains\".\nAnswer with the category name only."
+    ));
+    let user =
+        format!("The assistant asked: \"{question}\"\nThe caller answered: \"{utterance}\"\nWhich category?");
+    vec![ChatMessage::system(system), ChatMessage::user(user)]
+}
+
+/// Divides `p` by `prior` elementwise and normalizes.
+fn calibrate(p: &[f32], prior: &[f32]) -> Vec<f32> {
+    let ratio: Vec<f32> = p.iter().zip(prior).map(|(p, q)| p / q.max(1e-6)).collect();
+    let sum: f32 = ratio.iter().sum();
+    if sum > 0.0 {
+        ratio.into_iter().map(|r| r / sum).collect()
+    } else {
+        ratio
+    }
+}
+
+/// The calibrated winner among `labels`, if it is a real label and sure enough.
+pub fn pick_label(labels: &[String], calibrated: &[f32]) -> Option<String> {
+    let (i, p) = calibrated.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1))?;
+    let label = labels.get(i)?;
+    (label != NONE_LABEL && *p >= MIN_CONFIDENCE).then(|| label.clone())
+}
+
+/// Answers one request of the engine with the model.
+pub async fn understand<L: LanguageModel>(llm: &L, request: &UnderstandRequest) -> Understood {
+    let exchange = format!(
+        "The assistant asked: \"{}\"\nThe caller answered: \"{}\"",
+        request.question, request.utterance
+    );
+    let ask = |system: &str, user: String, constraint: Constraint, max_tokens: usize| {
+        llm.answer(
+            vec![ChatMessage::system(system), ChatMessage::user(user)],
+            constraint,
+            GenerationParams::greedy(max_tokens),
+        )
+    };
+    let answer = match &request.kind {
+        UnderstandKind::OneOf { labels, descriptions } => {
+            let mut labels = labels.clone();
+            let mut descriptions = descriptions.clone();
+            labels.push(NONE_LABEL.to_string());
+            descriptions.push("the answer fits none of the other categories, or is unclear".to_string());
+            let said = llm
+                .label_probabilities(
+                    one_of_messages(&request.question, &request.utterance, &labels, &descriptions),
+                    labels.clone(),
+                )
+                .await?;
+            let prior = llm
+                .label_probabilities(
+                    one_of_messages(&request.question, "N/A", &labels, &descriptions),
+                    labels.clone(),
+                )
+                .await?;
+            return Ok(pick_label(&labels, &calibrate(&said, &prior))
+                .map_or(Understanding::NotUnderstood, Understanding::Label));
+        }
+        UnderstandKind::YesNo => {
+            ask(
+                "You decide whether a caller's answer on the phone means yes or no.",
+                format!("{exchange}\nDoes the caller mean yes?"),
+                Constraint::YesNo,
+                4,
+            )
+            .await?
+        }
+        UnderstandKind::Number => {
+            ask(
+                "You read the number a caller said on the phone.",
+                format!("{exchange}\nWhat number did the caller give? Digits only."),
+                Constraint::Integer,
+                12,
+            )
+            .await?
+        }
+        UnderstandKind::Extract { slot, slot_type } => {
+            let form = match slot_type {
+                SlotType::Datetime => "the day and time, like \"Tuesday at 3 pm\"",
+                SlotType::Phone => "the phone number, digits only",
+                SlotType::Number => "the number, digits only",
+                _ => "the value, in a few words",
+            };
+            ask(
+                &format!("You extract the {slot} from what a caller said on the phone."),
+                format!("{exchange}\nWrite only {form}."),
+                Constraint::None,
+                16,
+            )
+            .await?
+        }
+    };
+    Ok(match answer {
+        Answer::Label(l) => Understanding::Label(l),
+        Answer::YesNo(b) => Understanding::YesNo(b),
+        Answer::Integer(n) => Understanding::Number(n),
+        Answer::Text(t) | Answer::Json(t) => Understanding::Text(t.trim().to_string()),
+    })
+}
+
+/// The conversation for a free reply within a step's `instructions`.
+pub fn respond_messages(system_prompt: &str, instructions: &str, utterance: &str) -> Vec<ChatMessage> {
+    vec![
+        ChatMessage::system(format!("{system_prompt}\n\n{instructions}")),
+        ChatMessage::user(utterance),
+    ]
+}
+
+/// Generation settings for spoken replies: greedy (the same call goes the same way) and short.
+pub fn reply_params() -> GenerationParams {
+    GenerationParams::greedy(60)
+}
+
+/// Streams a free reply, calling `on_text` with each word-boundary delta; returns the whole text.
+pub async fn respond<L: LanguageModel>(
+    llm: &L,
+    messages: Vec<ChatMessage>,
+    cancel: CancelToken,
+    mut on_text: impl FnMut(&str),
+) -> Result<String, LlmError> {
+    use switchboard_core::llm::{ReplyEvent, ReplyStream};
+    let mut stream = llm.stream_chat(messages, reply_params(), cancel).await?;
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event? {
+            ReplyEvent::Text(t) => {
+                on_text(&t);
+                text.push_str(&t);
+            }
+            ReplyEvent::Finished(_) => break,
+        }
+    }
+    Ok(text.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn calibration_removes_a_preference_for_one_label() {
+        let l = labels(&["hours", "order", NONE_LABEL]);
+        // The model says "hours" for everything, a bit more for this answer.
+        let said = [0.90, 0.05, 0.05];
+        let prior = [0.85, 0.10, 0.05];
+        let c = calibrate(&said, &prior);
+        assert!((c.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(c[0] < 0.5, "a preference is not confidence: {c:?}");
+        assert_eq!(pick_label(&l, &c), None);
+        // A clear shift towards "order" wins.
+        let c = calibrate(&[0.30, 0.65, 0.05], &prior);
+        assert_eq!(pick_label(&l, &c), Some("order".to_string()));
+    }
+
+    #[test]
+    fn none_never_wins_a_label() {
+        let l = labels(&["hours", NONE_LABEL]);
+        assert_eq!(pick_label(&l, &[0.1, 0.9]), None);
+    }
+}

@@ -1,0 +1,327 @@
+//! The HTTP side of switchboard: Twilio-compatible voice webhooks, status callbacks and the
+//! bidirectional media stream, wired to one call pipeline task per call.
+//!
+//! - [`app`] builds the router from an [`AppState`], so tests drive it with `oneshot` or bind it to
+//!   port 0; [`serve`] runs it until a shutdown future completes, then lets calls in progress end.
+//! - Every webhook and the WebSocket upgrade must carry a valid `X-Twilio-Signature`: without one the
+//!   answer is 403 and nothing changes. The URL that was signed is rebuilt from the configured public
+//!   URL (or, without one, the `Host` header).
+//! - This is the only crate that turns errors into HTTP statuses.
+//! - The state is generic over the engines so router tests run with fakes; the binary plugs in the
+//!   real models.
+
+mod media;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use switchboard_call::{CallReport, CallSettings, Engines};
+use switchboard_core::llm::LanguageModel;
+use switchboard_core::stt::SpeechToText;
+use switchboard_core::tts::TextToSpeech;
+use switchboard_flow::Flow;
+use switchboard_telephony::AuthToken;
+use switchboard_telephony::rest::{RestClient, RestConfig};
+use switchboard_telephony::signature;
+use switchboard_telephony::twiml::{Response as Twiml, Stream};
+use switchboard_telephony::webhook::{FormParams, StatusCallback, VoiceWebhook};
+use tokio::sync::Semaphore;
+
+/// Everything the server is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The URL the provider reaches this server at (`https://voice.example.com`). Signatures are
+    /// computed over it; without it, `http://` + the request's `Host` header is used.
+    pub public_url: Option<String>,
+    /// The provider account's auth token: signs webhooks and authenticates REST calls.
+    pub auth_token: AuthToken,
+    /// The provider account, for REST call control (transfer, hang-up). Without it, the stream is
+    /// closed instead, which ends the call on the provider's side.
+    pub account_sid: Option<String>,
+    pub rest_base_url: Option<String>,
+    /// Flows by name.
+    pub flows: BTreeMap<String, Arc<Flow>>,
+    /// Which flow answers which called number (E.164); others get `default_flow`.
+    pub numbers: BTreeMap<String, String>,
+    pub default_flow: String,
+    pub call: CallSettings,
+    /// Where each call's stereo recording is written (`<CallSid>.wav`); `None`: not recorded.
+    pub recordings_dir: Option<PathBuf>,
+    /// Calls handled at once; more get a polite "all lines are busy".
+    pub max_calls: usize,
+    /// A media stream that sends no `start` within this time is closed.
+    pub start_timeout: Duration,
+}
+
+/// What the server knows about a call from the provider's status callbacks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallStatusInfo {
+    pub status: String,
+    pub sequence_number: Option<u32>,
+}
+
+/// Shared by all handlers.
+#[derive(Debug)]
+pub struct AppState<S, L, T> {
+    pub config: ServerConfig,
+    pub engines: Engines<S, L, T>,
+    /// Bounds the calls in progress; a permit moves into each call's task.
+    calls: Arc<Semaphore>,
+    rest: Option<RestClient>,
+    /// Status by CallSid, from status callbacks (reordered by sequence number).
+    statuses: Mutex<HashMap<String, CallStatusInfo>>,
+    /// Finished calls, newest last. (The persistent call log replaces this.)
+    finished: Mutex<Vec<(String, CallReport)>>,
+}
+
+impl<S, L, T> AppState<S, L, T> {
+    pub fn new(config: ServerConfig, engines: Engines<S, L, T>) -> Result<Self, String> {
+        let rest = match &config.account_sid {
+            Some(sid) => {
+                let mut rc = RestConfig::new(sid.clone(), config.auth_token.clone());
+                if let Some(base) = &config.rest_base_url {
+                    rc.base_url = base.clone();
+                }
+                Some(RestClient::new(rc).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        if !config.flows.contains_key(&config.default_flow) {
+            return Err(format!(
+                "the default flow `{}` is not loaded",
+                config.default_flow
+            ));
+        }
+        Ok(Self {
+            calls: Arc::new(Semaphore::new(config.max_calls)),
+            config,
+            engines,
+            rest,
+            statuses: Mutex::new(HashMap::new()),
+            finished: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Reports of the calls finished so far, oldest first.
+    pub fn finished_calls(&self) -> Vec<(String, CallReport)> {
+        self.finished.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    pub fn call_status(&self, call_sid: &str) -> Option<CallStatusInfo> {
+        self.statuses.lock().ok()?.get(call_sid).cloned()
+    }
+
+    /// Calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.config.max_calls - self.calls.available_permits()
+    }
+}
+
+/// The router. Generic over the engines so that tests can run it with fakes.
+pub fn app<S, L, T>(state: Arc<AppState<S, L, T>>) -> Router
+where
+    S: SpeechToText + 'static,
+    L: LanguageModel + 'static,
+    T: TextToSpeech + 'static,
+{
+    Router::new()
+        .route("/twilio/voice", post(voice::<S, L, T>))
+        .route("/twilio/status", post(status::<S, L, T>))
+        .route("/twilio/media", get(media_upgrade::<S, L, T>))
+        .route("/health", get(|| async { "ok" }))
+        .with_state(state)
+}
+
+/// Runs the server on `listener` until `shutdown` completes, then waits for calls in progress.
+pub async fn serve<S, L, T>(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState<S, L, T>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: SpeechToText + 'static,
+    L: LanguageModel + 'static,
+    T: TextToSpeech + 'static,
+{
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    // Calls keep their permits until they end; wait for all of them.
+    let _all = state.calls.acquire_many(state.config.max_calls as u32).await;
+    Ok(())
+}
+
+/// An error answered to the provider; never reveals more than the status and a short reason.
+#[derive(Debug, thiserror::Error)]
+enum ApiError {
+    #[error("invalid or missing X-Twilio-Signature")]
+    Forbidden,
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
+/// The URL the provider signed: the public URL (or `http://Host`) + the path and query.
+fn signed_url(config: &ServerConfig, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match &config.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("localhost");
+            format!("http://{host}{path}")
+        }
+    }
+}
+
+fn signature_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(signature::HEADER).and_then(|h| h.to_str().ok())
+}
+
+fn check_form_signature(
+    config: &ServerConfig,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    params: &FormParams,
+) -> Result<(), ApiError> {
+    let url = signed_url(config, headers, uri);
+    signature::validate(
+        &config.auth_token,
+        &url,
+        params.pairs(),
+        signature_header(headers),
+    )
+    .map_err(|e| {
+        tracing::warn!(%url, "webhook refused: {e}");
+        ApiError::Forbidden
+    })
+}
+
+fn twiml(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+/// The media stream URL for TwiML: the public (or Host-derived) URL with a WebSocket scheme.
+fn media_url(config: &ServerConfig, headers: &HeaderMap) -> String {
+    websocket_scheme(signed_url(
+        config,
+        headers,
+        &axum::http::Uri::from_static("/twilio/media"),
+    ))
+}
+
+/// `https://…` → `wss://…`, `http://…` → `ws://…`: the provider signs the upgrade with the URL it
+/// connected to.
+fn websocket_scheme(base: String) -> String {
+    if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        base
+    }
+}
+
+async fn voice<S, L, T>(
+    State(state): State<Arc<AppState<S, L, T>>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = FormParams::parse(&body);
+    check_form_signature(&state.config, &headers, &uri, &params)?;
+    let call = VoiceWebhook::from_params(params).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if state.calls.available_permits() == 0 {
+        tracing::warn!(call_sid = %call.call_sid, "all lines busy");
+        let body = Twiml::new()
+            .say("Sorry, all our lines are busy right now. Please call again in a few minutes.")
+            .hangup()
+            .to_xml();
+        return Ok(twiml(body));
+    }
+    let flow = state
+        .config
+        .numbers
+        .get(&call.to)
+        .cloned()
+        .unwrap_or_else(|| state.config.default_flow.clone());
+    let stream = Stream::new(media_url(&state.config, &headers))
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?
+        .parameter("flow", &flow)
+        .parameter("from", &call.from)
+        .parameter("to", &call.to);
+    tracing::info!(call_sid = %call.call_sid, %flow, "answering");
+    Ok(twiml(Twiml::new().connect_stream(stream).to_xml()))
+}
+
+async fn status<S, L, T>(
+    State(state): State<Arc<AppState<S, L, T>>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let params = FormParams::parse(&body);
+    check_form_signature(&state.config, &headers, &uri, &params)?;
+    let cb = StatusCallback::from_params(params).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Ok(mut statuses) = state.statuses.lock() {
+        let newer = statuses.get(&cb.call_sid).is_none_or(|known| {
+            match (known.sequence_number, cb.sequence_number) {
+                (Some(k), Some(n)) => n > k,
+                _ => true,
+            }
+        });
+        // Callbacks can arrive out of order; an older one never overwrites a newer state.
+        if newer {
+            statuses.insert(
+                cb.call_sid.clone(),
+                CallStatusInfo {
+                    status: cb.call_status.to_string(),
+                    sequence_number: cb.sequence_number,
+                },
+            );
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn media_upgrade<S, L, T>(
+    State(state): State<Arc<AppState<S, L, T>>>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError>
+where
+    S: SpeechToText + 'static,
+    L: LanguageModel + 'static,
+    T: TextToSpeech + 'static,
+{
+    let url = websocket_scheme(signed_url(&state.config, &headers, &uri));
+    signature::validate_websocket(&state.config.auth_token, &url, signature_header(&headers)).map_err(
+        |e| {
+            tracing::warn!(%url, "media stream refused: {e}");
+            ApiError::Forbidden
+        },
+    )?;
+    Ok(ws.on_upgrade(move |socket| media::session(socket, state)))
+}
+
+pub use media::MediaOutcome;

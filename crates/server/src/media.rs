@@ -1,0 +1,226 @@
+//! One media stream: provider JSON in and out, a call pipeline task in the middle.
+//!
+//! Garbage frames, unknown events and a stream that never sends `start` are logged and survived; a
+//! stream that keeps sending garbage is closed. However the stream ends, the call is logged as ended
+//! with the reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use switchboard_call::{CallCommand, CallEvent, CallReport, run_call};
+use switchboard_core::llm::LanguageModel;
+use switchboard_core::stt::SpeechToText;
+use switchboard_core::tts::TextToSpeech;
+use switchboard_flow::Contact;
+use switchboard_telephony::media::{self, Inbound, StartMeta};
+use switchboard_telephony::rest::CallUpdate;
+use switchboard_telephony::twiml::{Dial, Response as Twiml};
+use tokio::sync::mpsc;
+
+use crate::AppState;
+
+/// Bad frames tolerated on one stream before it is closed.
+const MAX_BAD_FRAMES: usize = 50;
+
+/// How a media stream ended, for logs and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaOutcome {
+    NoStart,
+    Busy,
+    Ended,
+}
+
+pub(crate) async fn session<S, L, T>(socket: WebSocket, state: Arc<AppState<S, L, T>>)
+where
+    S: SpeechToText + 'static,
+    L: LanguageModel + 'static,
+    T: TextToSpeech + 'static,
+{
+    let (mut sink, mut stream) = socket.split();
+    let mut bad_frames = 0usize;
+
+    // Wait for `start`: it says which call and flow this is.
+    let start = tokio::time::timeout(state.config.start_timeout, async {
+        while let Some(msg) = stream.next().await {
+            let Ok(msg) = msg else { return None };
+            let Message::Text(text) = msg else {
+                if matches!(msg, Message::Close(_)) {
+                    return None;
+                }
+                continue;
+            };
+            match media::parse_inbound(text.as_str()) {
+                Ok(Inbound::Start {
+                    start, stream_sid, ..
+                }) => return Some((start, stream_sid)),
+                Ok(Inbound::Connected { .. }) => {}
+                Ok(other) => tracing::warn!("media stream: `{}` before `start`, ignored", other.event()),
+                Err(e) => {
+                    bad_frames += 1;
+                    tracing::warn!("media stream: bad frame before `start`: {e}");
+                    if bad_frames > MAX_BAD_FRAMES {
+                        return None;
+                    }
+                }
+            }
+        }
+        None
+    })
+    .await;
+    let Ok(Some((start, stream_sid))) = start else {
+        tracing::warn!("media stream closed: no `start`");
+        let _ = sink.close().await;
+        return;
+    };
+    let StartMeta {
+        call_sid,
+        custom_parameters,
+        ..
+    } = start;
+    let Ok(permit) = state.calls.clone().try_acquire_owned() else {
+        tracing::warn!(%call_sid, "all lines busy: closing the stream");
+        let _ = sink.close().await;
+        return;
+    };
+    let flow_name = custom_parameters
+        .get("flow")
+        .cloned()
+        .unwrap_or_else(|| state.config.default_flow.clone());
+    let flow = match state.config.flows.get(&flow_name) {
+        Some(f) => f.clone(),
+        None => {
+            tracing::warn!(%call_sid, flow = %flow_name, "unknown flow, using the default");
+            state.config.flows[&state.config.default_flow].clone()
+        }
+    };
+    let mut contact = Contact::default();
+    for (k, v) in &custom_parameters {
+        contact = contact.with(k.clone(), v.clone());
+    }
+    let mut settings = state.config.call.clone();
+    if let Some(dir) = &state.config.recordings_dir {
+        settings.recording = Some(dir.join(format!("{call_sid}.wav")));
+    }
+    tracing::info!(%call_sid, flow = %flow_name, "call started");
+
+    let (ev_tx, ev_rx) = mpsc::channel(512);
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(512);
+    let call = tokio::spawn(run_call(
+        flow,
+        contact,
+        state.engines.clone(),
+        settings,
+        ev_rx,
+        cmd_tx,
+    ));
+    let mut ev_tx = Some(ev_tx);
+    let mut end_command = None;
+
+    loop {
+        tokio::select! {
+            msg = stream.next(), if ev_tx.is_some() => {
+                let Some(Ok(msg)) = msg else {
+                    ev_tx = None; // the pipeline sees a disconnect
+                    continue;
+                };
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Close(_) => {
+                        ev_tx = None;
+                        continue;
+                    }
+                    _ => continue,
+                };
+                let event = match media::parse_inbound(text.as_str()) {
+                    Ok(Inbound::Media { media, .. }) => Some(CallEvent::Media(media.payload)),
+                    Ok(Inbound::Dtmf { dtmf, .. }) => dtmf.digit.chars().next().map(CallEvent::Dtmf),
+                    Ok(Inbound::Mark { mark, .. }) => Some(CallEvent::Mark(mark.name)),
+                    Ok(Inbound::Stop { .. }) => Some(CallEvent::Stop),
+                    Ok(Inbound::Connected { .. } | Inbound::Start { .. }) => None,
+                    Err(e) => {
+                        bad_frames += 1;
+                        tracing::warn!(%call_sid, "media stream: bad frame: {e}");
+                        if bad_frames > MAX_BAD_FRAMES {
+                            tracing::warn!(%call_sid, "media stream: too many bad frames, closing");
+                            ev_tx = None;
+                        }
+                        None
+                    }
+                };
+                if let (Some(event), Some(tx)) = (event, &ev_tx) {
+                    let stop = event == CallEvent::Stop;
+                    if tx.send(event).await.is_err() || stop {
+                        ev_tx = None;
+                    }
+                }
+            }
+            cmd = cmd_rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let json = match cmd {
+                    CallCommand::Media(frame) => media::outbound_media(&stream_sid, &frame),
+                    CallCommand::Mark(name) => media::outbound_mark(&stream_sid, &name),
+                    CallCommand::Clear => media::outbound_clear(&stream_sid),
+                    CallCommand::Transfer(to) => {
+                        end_command = Some(CallUpdate::Twiml(Twiml::new().dial(dial_to(&to)).to_xml()));
+                        continue;
+                    }
+                    CallCommand::Hangup => {
+                        end_command = Some(CallUpdate::Hangup);
+                        continue;
+                    }
+                };
+                if sink.send(Message::Text(json.into())).await.is_err() {
+                    ev_tx = None;
+                }
+            }
+        }
+    }
+
+    let report = match call.await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(%call_sid, "call task failed: {e}");
+            drop(permit);
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    if let Some(update) = end_command {
+        match &state.rest {
+            Some(rest) => {
+                if let Err(e) = rest.update_call(&call_sid, &update).await {
+                    tracing::warn!(%call_sid, "call control failed: {e}");
+                }
+            }
+            None => tracing::info!(%call_sid, "no provider account configured: ending the stream instead"),
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+    log_report(&call_sid, &report);
+    if let Ok(mut finished) = state.finished.lock() {
+        finished.push((call_sid, report));
+    }
+    drop(permit);
+}
+
+fn dial_to(to: &str) -> Dial {
+    if to.starts_with("sip:") {
+        Dial::sip(to)
+    } else {
+        Dial::number(to)
+    }
+}
+
+fn log_report(call_sid: &str, report: &CallReport) {
+    let latencies: Vec<u128> = report.latencies().iter().map(|d| d.as_millis()).collect();
+    tracing::info!(
+        %call_sid,
+        outcome = ?report.outcome,
+        ended_by = ?report.ended_by,
+        turns = report.turns.len(),
+        ?latencies,
+        "call ended"
+    );
+}

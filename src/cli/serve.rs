@@ -1,0 +1,239 @@
+//! `switchboard serve`: the runtime — webhooks and media streams answered by the flows, with the local
+//! models loaded once and shared by every call.
+//!
+//! Configuration is layered: defaults (enough to try it on a laptop), then a TOML file (`--config`),
+//! then environment variables, then command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::Deserialize;
+use switchboard_call::{CallSettings, Engines};
+use switchboard_flow::Flow;
+use switchboard_llm::{EngineConfig, LlmEngine};
+use switchboard_server::{AppState, ServerConfig};
+use switchboard_stt::{WhisperConfig, WhisperStt};
+use switchboard_telephony::AuthToken;
+use switchboard_tts::{EspeakConfig, EspeakTts};
+
+/// The auth token used when none is configured: fine on loopback with the simulator, never in front
+/// of a real provider (the server warns).
+pub const DEV_AUTH_TOKEN: &str = "switchboard-dev-token";
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (see README: Configuration).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Port to listen on (0: any free port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Directory for recordings (and, later, the call log).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// The file format; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub port: Option<u16>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub flows_dir: Option<PathBuf>,
+    pub default_flow: Option<String>,
+    #[serde(default)]
+    pub numbers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub provider: ProviderConfig,
+    #[serde(default)]
+    pub models: ModelsConfig,
+    pub max_calls: Option<usize>,
+    pub record_calls: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub rest_base_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    pub whisper: Option<String>,
+    pub llm: Option<String>,
+    pub voice: Option<String>,
+}
+
+/// The resolved settings.
+#[derive(Debug)]
+pub struct Settings {
+    pub listen: String,
+    pub port: u16,
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    pub flows_dir: PathBuf,
+    pub default_flow: String,
+    pub numbers: BTreeMap<String, String>,
+    pub account_sid: Option<String>,
+    pub auth_token: AuthToken,
+    pub rest_base_url: Option<String>,
+    pub whisper: Option<String>,
+    pub llm: Option<String>,
+    pub voice: Option<String>,
+    pub max_calls: usize,
+    pub record_calls: bool,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Defaults ← file ← environment ← flags.
+    pub fn load(args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let port = match (args.port, env("SWITCHBOARD_PORT"), file.port) {
+            (Some(p), _, _) => p,
+            (None, Some(p), _) => p.parse().context("SWITCHBOARD_PORT is not a port number")?,
+            (None, None, Some(p)) => p,
+            (None, None, None) => 8080,
+        };
+        let auth_token = env("SWITCHBOARD_AUTH_TOKEN")
+            .or(file.provider.auth_token)
+            .unwrap_or_else(|| DEV_AUTH_TOKEN.to_string());
+        Ok(Self {
+            listen: env("SWITCHBOARD_LISTEN")
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port,
+            public_url: env("SWITCHBOARD_PUBLIC_URL").or(file.public_url),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or_else(|| env("SWITCHBOARD_DATA_DIR").map(PathBuf::from))
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("data")),
+            flows_dir: file.flows_dir.unwrap_or_else(|| PathBuf::from("prompts/flows")),
+            default_flow: env("SWITCHBOARD_DEFAULT_FLOW")
+                .or(file.default_flow)
+                .unwrap_or_else(|| "inbound_support".into()),
+            numbers: file.numbers,
+            account_sid: env("SWITCHBOARD_ACCOUNT_SID").or(file.provider.account_sid),
+            auth_token: AuthToken::new(auth_token),
+            rest_base_url: env("SWITCHBOARD_REST_URL").or(file.provider.rest_base_url),
+            whisper: env("SWITCHBOARD_WHISPER_MODEL").or(file.models.whisper),
+            llm: env("SWITCHBOARD_LLM").or(file.models.llm),
+            voice: env("SWITCHBOARD_VOICE").or(file.models.voice),
+            max_calls: file.max_calls.unwrap_or(4),
+            record_calls: file.record_calls.unwrap_or(true),
+        })
+    }
+}
+
+/// Every flow file in `dir`, by flow name.
+pub fn load_flows(dir: &Path) -> anyhow::Result<BTreeMap<String, Arc<Flow>>> {
+    let mut flows = BTreeMap::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("reading the flows in {}", dir.display()))?;
+    for entry in entries {
+        let path = entry?.path();
+        if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            let flow = Flow::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            flows.insert(flow.name().to_string(), Arc::new(flow));
+        }
+    }
+    anyhow::ensure!(!flows.is_empty(), "no flows in {}", dir.display());
+    Ok(flows)
+}
+
+pub type RealState = AppState<WhisperStt, LlmEngine, EspeakTts>;
+
+/// Loads the models and flows and builds the server's state.
+pub fn build_state(settings: &Settings) -> anyhow::Result<Arc<RealState>> {
+    let flows = load_flows(&settings.flows_dir)?;
+    let whisper_path = super::resolve::model_path(
+        switchboard_models::ModelKind::Whisper,
+        settings.whisper.as_deref(),
+    )?;
+    let stt = WhisperStt::load(WhisperConfig::new(&whisper_path)).context("loading speech-to-text")?;
+    let llm_path = super::chat::resolve_model(settings.llm.as_deref())?;
+    let llm = LlmEngine::load(&llm_path, EngineConfig::default())
+        .with_context(|| format!("loading {}", llm_path.display()))?;
+    // Every call of a flow starts with its system prompt: compute it once, before the first call.
+    for flow in flows.values() {
+        llm.warm_up_blocking(vec![switchboard_core::llm::ChatMessage::system(
+            flow.system_prompt(),
+        )])
+        .context("warming up the language model")?;
+    }
+    let mut tts_config = EspeakConfig::default();
+    if let Some(voice) = &settings.voice {
+        tts_config.voice = voice.clone();
+    }
+    let tts = EspeakTts::start(tts_config).context("starting speech synthesis")?;
+    let recordings_dir = settings
+        .record_calls
+        .then(|| settings.data_dir.join("recordings"));
+    if let Some(dir) = &recordings_dir {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if settings.auth_token.expose() == DEV_AUTH_TOKEN {
+        tracing::warn!("no auth token configured (SWITCHBOARD_AUTH_TOKEN): using the development token");
+    }
+    let config = ServerConfig {
+        public_url: settings.public_url.clone(),
+        auth_token: settings.auth_token.clone(),
+        account_sid: settings.account_sid.clone(),
+        rest_base_url: settings.rest_base_url.clone(),
+        flows,
+        numbers: settings.numbers.clone(),
+        default_flow: settings.default_flow.clone(),
+        call: CallSettings::default(),
+        recordings_dir,
+        max_calls: settings.max_calls,
+        start_timeout: Duration::from_secs(10),
+    };
+    let engines = Engines {
+        stt: Arc::new(stt),
+        llm: Arc::new(llm),
+        tts: Arc::new(tts),
+    };
+    Ok(Arc::new(
+        AppState::new(config, engines).map_err(|e| anyhow::anyhow!(e))?,
+    ))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(&args)?;
+    let state = build_state(&settings)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind((settings.listen.as_str(), settings.port))
+            .await
+            .with_context(|| format!("binding {}:{}", settings.listen, settings.port))?;
+        let addr = listener.local_addr()?;
+        println!("switchboard listening on http://{addr} (voice webhook: /twilio/voice)");
+        let shutdown = async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down: finishing calls in progress");
+        };
+        switchboard_server::serve(listener, state, shutdown)
+            .await
+            .context("serving")
+    })
+}
