@@ -7,18 +7,20 @@ BIN := target/release/switchboard
 # System packages: cmake builds whisper.cpp (whisper-rs-sys), libclang-dev is for bindgen, espeak-ng
 # and flite synthesize the speech the tests transcribe, sox converts audio, python3-pip fetches model packages.
 APT_PACKAGES := cmake libclang-dev espeak-ng libespeak-ng-dev flite sox python3-pip
-# Models (names from models/manifest.toml): the demo needs only speech-to-text; the language model tests
-# check the tokenizer and the model code on both architectures, llama (SmolLM2) and qwen2.
-RUN_MODELS := whisper-tiny.en
+# Models (names from models/manifest.toml): the demo call needs the default speech-to-text and language
+# models; the language model tests check the tokenizer and the model code on both architectures, llama
+# (SmolLM2) and qwen2.
+RUN_MODELS := whisper-tiny.en smollm2-135m
 MODELS := whisper-tiny.en smollm2-135m qwen2.5-0.5b
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: run test setup build models lint fmt clean-models
 
-## Command 1: set up, then transcribe the bundled caller recording as a phone call would hear it.
+## Command 1: set up, then place a simulated call from the bundled caller recording through the real
+## server (started in-process with the inbound support flow), and print the conversation and latencies.
 run: setup build
 	$(BIN) models fetch $(RUN_MODELS)
-	$(BIN) transcribe samples/caller-hours.wav --telephone
+	$(BIN) call --audio samples/caller-hours.wav --record data/demo-call.wav
 
 ## Command 2: set up, then check formatting and lints and run the whole test suite.
 test: setup build models lint

@@ -23,8 +23,9 @@ use super::serve::{DEV_AUTH_TOKEN, ServeArgs, Settings, build_state};
 #[derive(Debug, clap::Args)]
 pub struct CallArgs {
     /// The caller's audio: one WAV, or one WAV per turn (each played when the bot has finished
-    /// speaking). Any WAV format is converted to 8 kHz mu-law.
-    #[arg(long, required = true, num_args = 1..)]
+    /// speaking). Any WAV format is converted to 8 kHz mu-law. Without it the caller only listens
+    /// (and presses `--dtmf` keys).
+    #[arg(long, num_args = 1..)]
     pub audio: Vec<PathBuf>,
     /// Flow to run (default: the one the server picks for the called number).
     #[arg(long)]
@@ -49,6 +50,10 @@ pub struct CallArgs {
     pub from: String,
     #[arg(long, default_value = "+15555550199")]
     pub to: String,
+    /// Start each recording this many seconds after the bot starts talking, over its voice (to test
+    /// barge-in), instead of waiting for it to finish.
+    #[arg(long)]
+    pub interrupt_after: Option<f64>,
     /// Hang up after this many seconds whatever happens.
     #[arg(long, default_value_t = 90.0)]
     pub max_seconds: f64,
@@ -104,6 +109,8 @@ pub struct Simulation {
     pub max: Duration,
     /// Bot silence that means it has finished speaking.
     pub quiet: Duration,
+    /// Play each recording this long after the bot started talking, over it.
+    pub interrupt_after: Option<Duration>,
 }
 
 fn sid(prefix: &str) -> String {
@@ -234,6 +241,7 @@ pub async fn simulate(sim: &Simulation) -> anyhow::Result<Simulated> {
     let mut playing: Option<(usize, Duration)> = None; // (offset in the turn's audio, start)
     let mut last_bot_frame: Option<Instant> = None;
     let mut bot_spoke_since_turn = false;
+    let mut bot_started: Option<Instant> = None;
     let mut dtmf: Vec<(Duration, char)> = sim.dtmf.clone();
     dtmf.sort_by_key(|(at, _)| *at);
     let mut dtmf = std::collections::VecDeque::from(dtmf);
@@ -257,6 +265,7 @@ pub async fn simulate(sim: &Simulation) -> anyhow::Result<Simulated> {
                         out.bot_track.resize(out.caller_track.len().max(out.bot_track.len()), 0);
                         out.bot_track.extend(switchboard_audio::g711::decode(&bytes));
                         last_bot_frame = Some(Instant::now());
+                        bot_started.get_or_insert_with(Instant::now);
                         bot_spoke_since_turn = true;
                     }
                     Some("mark") => {
@@ -289,9 +298,15 @@ pub async fn simulate(sim: &Simulation) -> anyhow::Result<Simulated> {
                     seq += 1;
                 }
                 let bot_quiet = last_bot_frame.is_none_or(|t| t.elapsed() >= sim.quiet);
-                // Start the next recording once the bot has said something and gone quiet.
-                if playing.is_none() && turn < sim.turns.len() && bot_spoke_since_turn && bot_quiet {
+                // Start the next recording once the bot has said something and gone quiet (or, to
+                // interrupt it, once it has talked for a while).
+                let cue = match sim.interrupt_after {
+                    Some(after) => bot_started.is_some_and(|t| t.elapsed() >= after),
+                    None => bot_spoke_since_turn && bot_quiet,
+                };
+                if playing.is_none() && turn < sim.turns.len() && cue {
                     playing = Some((0, now));
+                    bot_started = None;
                 }
                 let frames_now = if sim.fast && playing.is_some() { 50 } else { 1 };
                 for _ in 0..frames_now {
@@ -432,6 +447,7 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
             to: args.to.clone(),
             max: Duration::from_secs_f64(args.max_seconds),
             quiet: Duration::from_millis(800),
+            interrupt_after: args.interrupt_after.map(Duration::from_secs_f64),
         };
         let result = simulate(&sim).await?;
         println!(
@@ -442,6 +458,17 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
             result.marks,
             result.clears.len()
         );
+        for (i, (from, to)) in result.played.iter().enumerate() {
+            println!(
+                "caller audio {} played {:.2}–{:.2} s",
+                i + 1,
+                from.as_secs_f64(),
+                to.as_secs_f64()
+            );
+        }
+        for at in &result.clears {
+            println!("clear at {:.2} s", at.as_secs_f64());
+        }
         if let Some(path) = &args.record {
             write_stereo(path, &result.caller_track, &result.bot_track)?;
             println!("recording: {}", path.display());

@@ -224,11 +224,12 @@ impl Player {
     }
 }
 
-/// Where the bot's current line goes in the report, to fix its text after a barge-in.
-struct OpenLine {
+/// A phrase queued for the caller: which bot line of the report it belongs to, and whether the
+/// provider confirmed it was played.
+struct QueuedPhrase {
     turn: usize,
-    heard: Vec<String>,
-    queued: Vec<u64>,
+    text: String,
+    heard: bool,
 }
 
 enum Ending {
@@ -260,7 +261,10 @@ struct Call<S, L, T> {
     player: Player,
     /// Utterances sent to the speaker and not yet finished: the bot is about to talk.
     pending_utterances: usize,
-    line: Option<OpenLine>,
+    /// The bot line of the report that new phrases are appended to.
+    line: Option<usize>,
+    /// Phrases not yet confirmed as played, by id (bookkeeping for barge-in).
+    phrases: HashMap<u64, QueuedPhrase>,
     reply_cancel: Option<CancelToken>,
     /// The flow waits for the model or a webhook; caller input waits here meanwhile.
     awaiting_driver: bool,
@@ -325,6 +329,7 @@ where
         player: Player::default(),
         pending_utterances: 0,
         line: None,
+        phrases: HashMap::new(),
         reply_cancel: None,
         awaiting_driver: false,
         deferred: VecDeque::new(),
@@ -614,12 +619,11 @@ where
 
     fn on_mark(&mut self, name: &str) {
         let Ok(id) = name.parse::<u64>() else { return };
-        while let Some((first, text)) = self.player.unconfirmed.pop_front() {
-            if let Some(line) = &mut self.line
-                && line.queued.contains(&first)
-            {
-                line.heard.push(text);
-            }
+        if !self.player.unconfirmed.iter().any(|(p, _)| *p == id) {
+            return;
+        }
+        while let Some((first, _)) = self.player.unconfirmed.pop_front() {
+            self.phrases.remove(&first);
             if first == id {
                 break;
             }
@@ -632,30 +636,60 @@ where
         if let Some(c) = self.reply_cancel.take() {
             c.cancel();
         }
-        // The phrase being played was partly heard; count it, the rest was not.
+        // The phrase being played was partly heard: count it; what was queued after it was not.
         let playing = self
             .player
             .unconfirmed
             .front()
-            .map(|(_, t)| t.clone())
-            .or_else(|| {
-                let (id, _) = self.player.frames.front()?;
-                self.player.texts.get(id).cloned()
-            });
+            .map(|(id, _)| *id)
+            .or_else(|| self.player.frames.front().map(|(id, _)| *id));
+        if let Some(p) = playing.and_then(|id| self.phrases.get_mut(&id)) {
+            p.heard = true;
+        }
         self.player.frames.clear();
         self.player.unconfirmed.clear();
         self.player.texts.clear();
         self.pending_utterances = 0;
-        let mut heard = String::new();
-        if let Some(line) = self.line.take() {
-            let mut words = line.heard;
-            words.extend(playing);
-            heard = words.join(" ");
-            if let Some(turn) = self.report.turns.get_mut(line.turn) {
-                turn.text = heard.clone();
-                turn.interrupted = true;
+        self.line = None;
+        // Lines with unplayed phrases keep only what was played (a line nobody heard is dropped
+        // at the end of the call).
+        let mut cut: Vec<usize> = self.phrases.values().map(|p| p.turn).collect();
+        cut.sort_unstable();
+        cut.dedup();
+        let mut heard = Vec::new();
+        for turn in cut {
+            let mut ids: Vec<u64> = self
+                .phrases
+                .iter()
+                .filter(|(_, p)| p.turn == turn)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.sort_unstable();
+            if let Some(record) = self.report.turns.get_mut(turn) {
+                let unplayed: Vec<&str> = ids
+                    .iter()
+                    .filter_map(|id| self.phrases.get(id))
+                    .filter(|p| !p.heard)
+                    .map(|p| p.text.as_str())
+                    .collect();
+                // Played phrases of this line were confirmed earlier and are not in `phrases`.
+                let mut text = record.text.clone();
+                for u in unplayed {
+                    if let Some(at) = text.rfind(u) {
+                        text.replace_range(at..at + u.len(), "");
+                    }
+                }
+                record.text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                record.interrupted = true;
+                heard.push(record.text.clone());
             }
         }
+        self.phrases.clear();
+        let heard = heard
+            .into_iter()
+            .filter(|h| !h.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         self.note(CallNote::BargeIn { heard });
         let _ = self.commands.try_send(CallCommand::Clear);
         // A goodbye that was interrupted still ends the call.
@@ -729,29 +763,34 @@ where
         let samples: Vec<f32> = speech.samples.iter().map(|&s| f32::from(s) / 32768.0).collect();
         let mut frames = encoder.push(&samples);
         frames.extend(encoder.finish());
-        if phrase.starts_line || self.line.is_none() {
-            self.report.turns.push(TurnRecord {
-                speaker: Speaker::Bot,
-                text: String::new(),
-                at: self.now(),
-                interrupted: false,
-                timings: None,
-            });
-            self.line = Some(OpenLine {
-                turn: self.report.turns.len() - 1,
-                heard: Vec::new(),
-                queued: Vec::new(),
-            });
-        }
-        if let Some(line) = &mut self.line {
-            line.queued.push(phrase.id);
-            if let Some(turn) = self.report.turns.get_mut(line.turn) {
-                if !turn.text.is_empty() {
-                    turn.text.push(' ');
-                }
-                turn.text.push_str(&phrase.text);
+        let turn = match self.line {
+            Some(turn) if !phrase.starts_line => turn,
+            _ => {
+                self.report.turns.push(TurnRecord {
+                    speaker: Speaker::Bot,
+                    text: String::new(),
+                    at: self.now(),
+                    interrupted: false,
+                    timings: None,
+                });
+                self.report.turns.len() - 1
             }
+        };
+        self.line = Some(turn);
+        if let Some(record) = self.report.turns.get_mut(turn) {
+            if !record.text.is_empty() {
+                record.text.push(' ');
+            }
+            record.text.push_str(&phrase.text);
         }
+        self.phrases.insert(
+            phrase.id,
+            QueuedPhrase {
+                turn,
+                text: phrase.text.clone(),
+                heard: false,
+            },
+        );
         self.player.texts.insert(phrase.id, phrase.text);
         self.player
             .frames
@@ -798,11 +837,7 @@ where
             self.exchange = None;
         }
         if !self.bot_busy() && !self.awaiting_driver && self.waiting_turn.is_none() {
-            if let Some(line) = &self.line
-                && line.queued.iter().all(|id| !self.player.texts.contains_key(id))
-            {
-                self.line = None;
-            }
+            self.line = None;
             // Silence counts from when the bot stopped talking.
             if let Some(timeout) = self.listen_timeout
                 && !self.turns_in_speech()
@@ -862,6 +897,21 @@ where
 
     fn finish(mut self) -> CallReport {
         self.report.duration = self.now();
+        // Lines a barge-in cut before a word of them was played were never heard.
+        let exchange = self.exchange.as_ref().map(|(i, _)| *i);
+        let mut index = 0;
+        let mut kept_exchange = exchange;
+        self.report.turns.retain(|t| {
+            let keep = !(t.speaker == Speaker::Bot && t.text.is_empty());
+            if !keep && exchange.is_some_and(|e| index < e) {
+                kept_exchange = kept_exchange.map(|e| e - 1);
+            }
+            index += 1;
+            keep
+        });
+        if let (Some((i, _)), Some(k)) = (&mut self.exchange, kept_exchange) {
+            *i = k;
+        }
         if let Some((turn, t)) = self.exchange.take()
             && let Some(record) = self.report.turns.get_mut(turn)
         {

@@ -1,0 +1,290 @@
+//! Simulated phone calls through the real server over loopback HTTP and WebSocket, with the real
+//! models: what a caller hears, barge-in, the keypad, and what the server refuses.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use futures_util::{SinkExt, StreamExt};
+use switchboard_telephony::{AuthToken, signature};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const DEV_TOKEN: &str = "switchboard-dev-token";
+
+fn switchboard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_BACKTRACE", "0")
+        .env(
+            "SWITCHBOARD_DATA_DIR",
+            std::env::temp_dir().join("switchboard-test-data"),
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn sample() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/caller-hours.wav")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn an_inbound_call_asking_for_the_hours_gets_them_from_the_flow() {
+    let out = switchboard(&["call", "--audio", &sample()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let caller = stdout
+        .lines()
+        .find(|l| l.contains("caller:"))
+        .unwrap_or_else(|| panic!("no caller line:\n{stdout}"));
+    assert!(caller.to_lowercase().contains("opening hours"), "{caller}");
+    assert!(
+        stdout.contains("Saturday from 8 AM to 4 PM"),
+        "the flow's hours: {stdout}"
+    );
+    assert!(stdout.contains("(voice-to-voice)"), "{stdout}");
+    assert!(stdout.contains(r#""topic":"hours""#), "{stdout}");
+}
+
+/// Seconds from `line`'s pattern `prefix … s`.
+fn seconds_after(stdout: &str, prefix: &str) -> f64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}` line:\n{stdout}"));
+    line[prefix.len()..]
+        .trim()
+        .trim_end_matches(" s")
+        .split('–')
+        .next()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no time in {line:?}"))
+}
+
+/// Where speech starts in the sample: the first 20 ms with an RMS above 0.02.
+fn speech_onset(path: &str) -> f64 {
+    let samples = switchboard_audio::wav::read_wav_16k(Path::new(path)).expect("sample reads");
+    let frame = 320;
+    let first = samples
+        .chunks(frame)
+        .position(|c| (c.iter().map(|x| x * x).sum::<f32>() / c.len() as f32).sqrt() > 0.02)
+        .expect("the sample has speech");
+    (first * frame) as f64 / 16_000.0
+}
+
+#[test]
+fn caller_speech_over_the_bot_clears_its_audio_within_300_ms() {
+    let out = switchboard(&["call", "--audio", &sample(), "--interrupt-after", "2"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let played = seconds_after(&stdout, "caller audio 1 played");
+    let clear = seconds_after(&stdout, "clear at");
+    let speech = played + speech_onset(&sample());
+    let delay = clear - speech;
+    assert!(
+        (0.0..=0.3).contains(&delay),
+        "clear {delay:.3} s after the caller started speaking:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("[interrupted]"),
+        "the greeting is marked interrupted: {stdout}"
+    );
+    assert!(
+        stdout.contains("Saturday from 8 AM"),
+        "the question is still answered: {stdout}"
+    );
+}
+
+#[test]
+fn a_keypad_press_during_the_greeting_picks_the_menu_option() {
+    let out = switchboard(&["call", "--dtmf", "1@1.5s"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("Dtmf { digit: '1' }"), "{stdout}");
+    assert!(stdout.contains("Saturday from 8 AM"), "1 is the hours: {stdout}");
+}
+
+/// `switchboard serve` on a free port; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(dir.path())
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("serve prints its address").expect("utf-8");
+            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
+                break rest.split_whitespace().next().expect("url").to_string();
+            }
+        };
+        std::mem::forget(dir);
+        Server { child, url }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn voice_form() -> Vec<(String, String)> {
+    [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+15555550100"),
+        ("To", "+15555550199"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_and_streams_without_a_valid_signature_are_refused() {
+    let server = Server::start();
+    let client = reqwest::Client::new();
+    let url = format!("{}/twilio/voice", server.url);
+    let form = voice_form();
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let post = |sig: Option<String>| {
+        let mut r = client
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone());
+        if let Some(s) = sig {
+            r = r.header(signature::HEADER, s);
+        }
+        r.send()
+    };
+    assert_eq!(post(None).await.expect("request").status(), 403, "unsigned");
+    let wrong = signature::sign(&AuthToken::new("not-the-token"), &url, &form);
+    assert_eq!(
+        post(Some(wrong)).await.expect("request").status(),
+        403,
+        "wrong token"
+    );
+    let good = signature::sign(&AuthToken::new(DEV_TOKEN), &url, &form);
+    let ok = post(Some(good)).await.expect("request");
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.expect("twiml").contains("<Stream url=\"ws://"));
+
+    // A tampered parameter breaks the signature too.
+    let mut tampered = form.clone();
+    tampered[5].1 = "+15555550000".into();
+    let sig = signature::sign(&AuthToken::new(DEV_TOKEN), &url, &form);
+    let body2 = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&tampered)
+        .finish();
+    let r = client
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(signature::HEADER, sig)
+        .body(body2)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 403, "tampered");
+
+    let ws = format!("{}/twilio/media", server.url.replace("http://", "ws://"));
+    let unsigned = tokio_tungstenite::connect_async(ws.as_str()).await;
+    assert!(unsigned.is_err(), "unsigned upgrade accepted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_frames_and_an_abrupt_disconnect_do_not_break_the_server() {
+    let server = Server::start();
+    let ws_url = format!("{}/twilio/media", server.url.replace("http://", "ws://"));
+    let connect = || async {
+        let mut request = ws_url.as_str().into_client_request().expect("request");
+        let sig = signature::sign::<&str, &str>(&AuthToken::new(DEV_TOKEN), &ws_url, &[]);
+        request
+            .headers_mut()
+            .insert(signature::HEADER, sig.parse().expect("header"));
+        tokio_tungstenite::connect_async(request)
+            .await
+            .expect("signed upgrade")
+            .0
+    };
+    let mut ws = connect().await;
+    for garbage in [
+        "not json",
+        "{}",
+        r#"{"event":"warp"}"#,
+        r#"{"event":"media","media":{"payload":"%%%"}}"#,
+        r#"{"event":"start","start":42}"#,
+    ] {
+        ws.send(Message::Text(garbage.into())).await.expect("send");
+    }
+    ws.send(Message::Binary(vec![0, 159, 146, 150].into()))
+        .await
+        .expect("send");
+    let start = serde_json::json!({
+        "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
+        "start": {"streamSid": "MZ1", "accountSid": "AC1", "callSid": "CA1", "tracks": ["inbound"],
+                  "customParameters": {}, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
+    });
+    ws.send(Message::Text(start.to_string().into()))
+        .await
+        .expect("send");
+    ws.send(Message::Text(
+        r#"{"event":"media","sequenceNumber":"2","media":{"payload":"@@"}}"#.into(),
+    ))
+    .await
+    .expect("send");
+    // The call started anyway: the greeting arrives.
+    let mut got_media = false;
+    while let Some(Ok(msg)) = ws.next().await {
+        if let Message::Text(t) = msg
+            && t.contains(r#""event":"media""#)
+        {
+            got_media = true;
+            break;
+        }
+    }
+    assert!(got_media, "the call runs despite the garbage");
+    drop(ws); // an abrupt disconnect
+
+    // The server still serves calls.
+    let out = tokio::task::spawn_blocking({
+        let url = server.url.clone();
+        move || switchboard(&["call", "--server", &url, "--audio", &sample()])
+    })
+    .await
+    .expect("join");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("bot frames"), "{stdout}");
+    let health = reqwest::get(format!("{}/health", server.url))
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+}
