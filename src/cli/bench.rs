@@ -21,6 +21,8 @@ pub enum BenchCommand {
     Stt(SttBenchArgs),
     /// Language model: load time, prefill and decode tokens/s, time to first token cached vs not, memory.
     Llm(super::bench_llm::BenchLlmArgs),
+    /// Simulated calls through the real server: voice-to-voice latency p50/p95 and per-stage times.
+    Calls(super::bench_calls::BenchCallsArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -46,6 +48,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Stt(args) => stt(args),
         BenchCommand::Llm(args) => super::bench_llm::run(args),
+        BenchCommand::Calls(args) => super::bench_calls::run(args),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Subcommands of the `switchboard` binary.
 
 pub mod bench;
+pub mod bench_calls;
 pub mod bench_llm;
 pub mod call;
 pub mod chat;
