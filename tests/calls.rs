@@ -41,7 +41,15 @@ fn sample() -> String {
 
 #[test]
 fn an_inbound_call_asking_for_the_hours_gets_them_from_the_flow() {
-    let out = switchboard(&["call", "--audio", &sample()]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recording = dir.path().join("call.wav");
+    let out = switchboard(&[
+        "call",
+        "--audio",
+        &sample(),
+        "--record",
+        recording.to_str().expect("utf-8"),
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     let caller = stdout
@@ -55,6 +63,20 @@ fn an_inbound_call_asking_for_the_hours_gets_them_from_the_flow() {
     );
     assert!(stdout.contains("(voice-to-voice)"), "{stdout}");
     assert!(stdout.contains(r#""topic":"hours""#), "{stdout}");
+
+    // Both sides recorded: caller left, bot right, each with sound in it.
+    let reader = hound::WavReader::open(&recording).expect("the recording is a WAV");
+    assert_eq!((reader.spec().channels, reader.spec().sample_rate), (2, 8000));
+    let samples: Vec<i16> = reader.into_samples().map(|s| s.expect("sample")).collect();
+    let energy = |channel: usize| {
+        samples
+            .iter()
+            .skip(channel)
+            .step_by(2)
+            .map(|&s| i64::from(s).abs())
+            .sum::<i64>()
+    };
+    assert!(energy(0) > 0 && energy(1) > 0, "caller and bot both audible");
 }
 
 /// Seconds from `line`'s pattern `prefix … s`.

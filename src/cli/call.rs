@@ -470,7 +470,9 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
             println!("clear at {:.2} s", at.as_secs_f64());
         }
         if let Some(path) = &args.record {
-            write_stereo(path, &result.caller_track, &result.bot_track)?;
+            let stereo = switchboard_audio::wav::interleave(&result.caller_track, &result.bot_track);
+            switchboard_audio::wav::write_wav_i16(path, &stereo, 8000, 2)
+                .with_context(|| format!("writing {}", path.display()))?;
             println!("recording: {}", path.display());
         }
         if let Some(state) = state {
@@ -499,21 +501,4 @@ pub async fn wait_for_report<S, L, T>(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the server did not report call {call_sid}")
-}
-
-fn write_stereo(path: &std::path::Path, left: &[i16], right: &[i16]) -> anyhow::Result<()> {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w =
-        hound::WavWriter::create(path, spec).with_context(|| format!("creating {}", path.display()))?;
-    for i in 0..left.len().max(right.len()) {
-        w.write_sample(left.get(i).copied().unwrap_or(0))?;
-        w.write_sample(right.get(i).copied().unwrap_or(0))?;
-    }
-    w.finalize()?;
-    Ok(())
 }

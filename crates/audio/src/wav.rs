@@ -111,6 +111,18 @@ pub fn read_wav_16k(path: impl AsRef<Path>) -> Result<Vec<f32>, AudioError> {
 }
 
 /// Writes 16-bit PCM. `samples` are interleaved when `channels > 1`.
+/// Two tracks as one interleaved stereo buffer; the shorter is padded with silence. (A call
+/// recording keeps the caller on the left and the bot on the right.)
+pub fn interleave(left: &[i16], right: &[i16]) -> Vec<i16> {
+    let n = left.len().max(right.len());
+    let mut out = Vec::with_capacity(2 * n);
+    for i in 0..n {
+        out.push(left.get(i).copied().unwrap_or(0));
+        out.push(right.get(i).copied().unwrap_or(0));
+    }
+    out
+}
+
 pub fn write_wav_i16(
     path: impl AsRef<Path>,
     samples: &[i16],

@@ -918,7 +918,12 @@ where
             record.timings = Some(t);
         }
         if let Some(path) = &self.settings.recording
-            && let Err(e) = write_stereo(path, &self.caller_track, &self.bot_track)
+            && let Err(e) = switchboard_audio::wav::write_wav_i16(
+                path,
+                &switchboard_audio::wav::interleave(&self.caller_track, &self.bot_track),
+                8000,
+                2,
+            )
         {
             tracing::warn!("writing the recording {}: {e}", path.display());
             self.note(CallNote::Error {
@@ -927,22 +932,6 @@ where
         }
         self.report
     }
-}
-
-/// Writes the caller (left) and the bot (right) as one 8 kHz stereo WAV.
-fn write_stereo(path: &std::path::Path, left: &[i16], right: &[i16]) -> Result<(), hound::Error> {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 8000,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec)?;
-    for i in 0..left.len().max(right.len()) {
-        w.write_sample(left.get(i).copied().unwrap_or(0))?;
-        w.write_sample(right.get(i).copied().unwrap_or(0))?;
-    }
-    w.finalize()
 }
 
 /// Performs a flow's webhook request; the JSON object it answers fills slots.
