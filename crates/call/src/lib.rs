@@ -17,6 +17,7 @@
 //! - **Paced output.** Audio goes out one 20 ms frame per 20 ms with a mark after every phrase, so a
 //!   `clear` drops little, and the marks tell exactly which phrases the caller heard.
 
+pub mod fakes;
 pub mod phrases;
 pub mod report;
 mod session;

@@ -2,100 +2,16 @@
 //! greeting, keypad input, silence handling, barge-in, and the call's ending and report.
 //! (The real engines are exercised end to end by the server's black-box tests.)
 
-// Fakes mirror the traits' `impl Future + Send` signatures on purpose.
-#![allow(clippy::manual_async_fn)]
-
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use switchboard_call::fakes::{FakeLlm, FakeStt, FakeTts};
 use switchboard_call::{
     CallCommand, CallEvent, CallReport, CallSettings, EndReason, Engines, Speaker, run_call,
 };
-use switchboard_core::llm::{
-    Answer, CancelToken, ChatMessage, Constraint, GenerationParams, LanguageModel, LlmError, ReplyEvent,
-    ReplyStream,
-};
-use switchboard_core::stt::{SpeechToText, SttError, SttTimings, Transcript};
-use switchboard_core::tts::{Speech, TextToSpeech, TtsError};
 use switchboard_flow::{Contact, Flow, Outcome};
 use tokio::sync::mpsc;
-
-/// Always hears the same sentence.
-struct FakeStt(&'static str, AtomicUsize);
-
-impl SpeechToText for FakeStt {
-    fn transcribe(&self, samples: Vec<f32>) -> impl Future<Output = Result<Transcript, SttError>> + Send {
-        self.1.fetch_add(1, Ordering::SeqCst);
-        let text = self.0.to_string();
-        async move {
-            Ok(Transcript {
-                text,
-                segments: Vec::new(),
-                audio: Duration::from_secs_f64(samples.len() as f64 / 16_000.0),
-                timings: SttTimings::default(),
-            })
-        }
-    }
-}
-
-/// Understands nothing (the flow's own matchers do the work) and never replies.
-struct FakeLlm;
-
-struct NoStream;
-impl ReplyStream for NoStream {
-    fn next(&mut self) -> impl Future<Output = Option<Result<ReplyEvent, LlmError>>> + Send {
-        async { None }
-    }
-}
-
-impl LanguageModel for FakeLlm {
-    type Stream = NoStream;
-    fn stream_chat(
-        &self,
-        _: Vec<ChatMessage>,
-        _: GenerationParams,
-        _: CancelToken,
-    ) -> impl Future<Output = Result<NoStream, LlmError>> + Send {
-        async { Ok(NoStream) }
-    }
-    fn answer(
-        &self,
-        _: Vec<ChatMessage>,
-        _: Constraint,
-        _: GenerationParams,
-    ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
-        async { Err(LlmError::Unavailable) }
-    }
-    fn label_probabilities(
-        &self,
-        _: Vec<ChatMessage>,
-        labels: Vec<String>,
-    ) -> impl Future<Output = Result<Vec<f32>, LlmError>> + Send {
-        let n = labels.len() as f32;
-        async move { Ok(vec![1.0 / n; labels.len()]) }
-    }
-}
-
-/// 60 ms of a 440 Hz tone per character, at 16 kHz.
-struct FakeTts;
-impl TextToSpeech for FakeTts {
-    fn sample_rate(&self) -> u32 {
-        16_000
-    }
-    fn synthesize(&self, text: String) -> impl Future<Output = Result<Speech, TtsError>> + Send {
-        async move {
-            let n = text.len() * 960;
-            let samples = (0..n)
-                .map(|i| ((i as f32 * 440.0 * 2.0 * std::f32::consts::PI / 16_000.0).sin() * 8000.0) as i16)
-                .collect();
-            Ok(Speech {
-                samples,
-                sample_rate: 16_000,
-            })
-        }
-    }
-}
 
 const FLOW: &str = r#"
 name: test_line
@@ -181,7 +97,7 @@ fn frames(commands: &[CallCommand]) -> usize {
 
 #[tokio::test(start_paused = true)]
 async fn greeting_is_paced_with_marks_and_a_key_gets_the_hours() {
-    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let stt = Arc::new(FakeStt::new(""));
     let script = vec![(Duration::from_secs(4), CallEvent::Dtmf('1'))];
     let (report, commands) = call_with(script, stt).await;
     assert!(
@@ -212,7 +128,7 @@ async fn greeting_is_paced_with_marks_and_a_key_gets_the_hours() {
 
 #[tokio::test(start_paused = true)]
 async fn silence_reprompts_then_says_goodbye_and_hangs_up() {
-    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let stt = Arc::new(FakeStt::new(""));
     // The caller's line stays open and silent.
     let script: Vec<_> = (0..1000)
         .map(|i| (Duration::from_millis(20 * i), silence(20)))
@@ -236,7 +152,7 @@ async fn silence_reprompts_then_says_goodbye_and_hangs_up() {
             >= 2
     );
     assert_eq!(
-        stt.1.load(Ordering::SeqCst),
+        stt.calls.load(Ordering::SeqCst),
         0,
         "nothing to transcribe in silence"
     );
@@ -244,7 +160,7 @@ async fn silence_reprompts_then_says_goodbye_and_hangs_up() {
 
 #[tokio::test(start_paused = true)]
 async fn a_key_while_the_bot_talks_interrupts_it() {
-    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let stt = Arc::new(FakeStt::new(""));
     // "Welcome." lasts about 0.5 s, the whole greeting about 2.3 s; press 1 during "Welcome.".
     let script = vec![(Duration::from_millis(250), CallEvent::Dtmf('1'))];
     let (report, commands) = call_with(script, stt).await;
@@ -268,7 +184,7 @@ async fn a_key_while_the_bot_talks_interrupts_it() {
 
 #[tokio::test(start_paused = true)]
 async fn the_caller_hanging_up_ends_the_call_as_abandoned() {
-    let stt = Arc::new(FakeStt("", AtomicUsize::new(0)));
+    let stt = Arc::new(FakeStt::new(""));
     let script = vec![(Duration::from_millis(300), CallEvent::Stop)];
     let (report, _) = call_with(script, stt).await;
     assert_eq!(report.ended_by, Some(EndReason::CallerHungUp));
