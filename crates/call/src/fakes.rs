@@ -14,6 +14,7 @@ use switchboard_core::stt::{SpeechToText, SttError, SttTimings, Transcript};
 use switchboard_core::tts::{Speech, TextToSpeech, TtsError};
 
 /// Always hears the same sentence.
+#[derive(Debug)]
 pub struct FakeStt {
     text: &'static str,
     /// Transcriptions asked for.
@@ -45,8 +46,10 @@ impl SpeechToText for FakeStt {
 }
 
 /// Understands nothing (the flow's own matchers do the work) and never replies.
+#[derive(Debug)]
 pub struct FakeLlm;
 
+#[derive(Debug)]
 pub struct NoStream;
 impl ReplyStream for NoStream {
     fn next(&mut self) -> impl Future<Output = Option<Result<ReplyEvent, LlmError>>> + Send {
@@ -83,6 +86,7 @@ impl LanguageModel for FakeLlm {
 }
 
 /// 60 ms of a 440 Hz tone per character, at 16 kHz.
+#[derive(Debug)]
 pub struct FakeTts;
 impl TextToSpeech for FakeTts {
     fn sample_rate(&self) -> u32 {
