@@ -11,7 +11,7 @@ use saphyr_parser::{Event, Parser, Span};
 
 use crate::condition::{Cond, Operand};
 use crate::flow::{Ask, Faq, Flow, Global, Lookup, Slot, Step, Table, Webhook};
-use crate::spec::{FlowSpec, SlotTypeSpec, StepSpec};
+use crate::spec::{FlowSpec, StepSpec};
 use crate::template::{Template, Var};
 use crate::understand::{HUMAN_PHRASES, OPT_OUT_PHRASES};
 use crate::{FlowError, FlowErrors, SlotType};
@@ -294,14 +294,7 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
     for (name, s) in &spec.slots {
         let path = format!("slots.{name}");
         let slot_type = match s.slot_type {
-            Some(t) => match t {
-                SlotTypeSpec::Text => SlotType::Text,
-                SlotTypeSpec::Number => SlotType::Number,
-                SlotTypeSpec::YesNo => SlotType::YesNo,
-                SlotTypeSpec::Datetime => SlotType::Datetime,
-                SlotTypeSpec::Phone => SlotType::Phone,
-                SlotTypeSpec::OneOf => SlotType::OneOf,
-            },
+            Some(t) => t,
             None => {
                 c.at_key(
                     &path,

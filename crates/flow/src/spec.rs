@@ -63,22 +63,11 @@ pub struct FaqSpec {
     pub keywords: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SlotTypeSpec {
-    Text,
-    Number,
-    YesNo,
-    Datetime,
-    Phone,
-    OneOf,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotSpec {
     #[serde(rename = "type")]
-    pub slot_type: Option<SlotTypeSpec>,
+    pub slot_type: Option<crate::SlotType>,
     #[serde(default)]
     pub description: Option<String>,
     /// one_of: label → synonyms (word-boundary phrases). An empty list means "only the model picks it".
