@@ -208,10 +208,8 @@ async fn speaker<T: TextToSpeech + 'static>(
 #[derive(Default)]
 struct Player {
     frames: VecDeque<(u64, [u8; FRAME_BYTES])>,
-    /// Phrases whose last frame was sent, waiting for the provider's mark; with their text.
-    unconfirmed: VecDeque<(u64, String)>,
-    /// Text of phrases queued but not fully sent.
-    texts: HashMap<u64, String>,
+    /// Phrases whose last frame was sent, waiting for the provider's mark.
+    unconfirmed: VecDeque<u64>,
 }
 
 impl Player {
@@ -619,10 +617,10 @@ where
 
     fn on_mark(&mut self, name: &str) {
         let Ok(id) = name.parse::<u64>() else { return };
-        if !self.player.unconfirmed.iter().any(|(p, _)| *p == id) {
+        if !self.player.unconfirmed.contains(&id) {
             return;
         }
-        while let Some((first, _)) = self.player.unconfirmed.pop_front() {
+        while let Some(first) = self.player.unconfirmed.pop_front() {
             self.phrases.remove(&first);
             if first == id {
                 break;
@@ -641,14 +639,13 @@ where
             .player
             .unconfirmed
             .front()
-            .map(|(id, _)| *id)
+            .copied()
             .or_else(|| self.player.frames.front().map(|(id, _)| *id));
         if let Some(p) = playing.and_then(|id| self.phrases.get_mut(&id)) {
             p.heard = true;
         }
         self.player.frames.clear();
         self.player.unconfirmed.clear();
-        self.player.texts.clear();
         self.pending_utterances = 0;
         self.line = None;
         // Lines with unplayed phrases keep only what was played (a line nobody heard is dropped
@@ -791,7 +788,6 @@ where
                 heard: false,
             },
         );
-        self.player.texts.insert(phrase.id, phrase.text);
         self.player
             .frames
             .extend(frames.into_iter().map(|f| (phrase.id, f)));
@@ -821,8 +817,7 @@ where
             }
             let last_of_phrase = self.player.frames.front().is_none_or(|(next, _)| *next != id);
             if last_of_phrase {
-                let text = self.player.texts.remove(&id).unwrap_or_default();
-                self.player.unconfirmed.push_back((id, text));
+                self.player.unconfirmed.push_back(id);
                 let _ = self.commands.send(CallCommand::Mark(id.to_string())).await;
             }
         }
