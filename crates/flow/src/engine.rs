@@ -252,7 +252,13 @@ impl Flow {
             return out;
         }
         match input {
-            Input::Hangup => self.finish(st, Outcome::Abandoned, Action::Hangup, &mut out),
+            Input::Hangup => {
+                let outcome = match self.steps.get(&st.step) {
+                    Some(Step::Ask(a)) => a.hangup_outcome.unwrap_or(Outcome::Abandoned),
+                    _ => Outcome::Abandoned,
+                };
+                self.finish(st, outcome, Action::Hangup, &mut out)
+            }
             Input::Silence => self.on_silence(st, &mut out),
             Input::Dtmf(key) => self.on_dtmf(st, key, &mut out),
             Input::Utterance(text) => self.on_utterance(st, text, &mut out),

@@ -98,6 +98,7 @@ pub(crate) struct Ask {
     pub on_fail: Option<String>,
     pub answers_faq: bool,
     pub timeout_ms: Option<u32>,
+    pub hangup_outcome: Option<crate::Outcome>,
 }
 
 #[derive(Debug, Clone)]

@@ -694,7 +694,7 @@ fn build_step(
         }
     };
     // Keys that belong to other kinds are mistakes (most often a misplaced indentation).
-    let extra: [(&str, bool, &[&str]); 14] = [
+    let extra: [(&str, bool, &[&str]); 15] = [
         ("prompt", s.prompt.is_some(), &["ask"]),
         ("reprompt", s.reprompt.is_some(), &["ask"]),
         ("no_match", s.no_match.is_some(), &["ask"]),
@@ -705,6 +705,7 @@ fn build_step(
         ("on_fail", s.on_fail.is_some(), &["ask"]),
         ("answers_faq", s.answers_faq, &["ask"]),
         ("timeout_ms", s.timeout_ms.is_some(), &["ask"]),
+        ("hangup_outcome", s.hangup_outcome.is_some(), &["ask"]),
         ("next", s.next.is_some(), &["say", "ask", "respond"]),
         ("found", s.found.is_some() || s.not_found.is_some(), &["lookup"]),
         ("ok", s.ok.is_some() || s.failed.is_some(), &["webhook"]),
@@ -845,6 +846,7 @@ fn build_step(
                 on_fail: s.on_fail.clone(),
                 answers_faq: s.answers_faq,
                 timeout_ms: s.timeout_ms,
+                hangup_outcome: s.hangup_outcome,
             }))
         }
         "branch" => {

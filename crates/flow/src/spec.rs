@@ -204,6 +204,10 @@ pub struct StepSpec {
     pub answers_faq: bool,
     #[serde(default)]
     pub timeout_ms: Option<u32>,
+    /// The call's outcome if the caller hangs up while this step waits (default `abandoned`): a caller
+    /// who hangs up at "anything else?" after getting an answer was served.
+    #[serde(default)]
+    pub hangup_outcome: Option<crate::Outcome>,
 
     // transitions
     #[serde(default)]
