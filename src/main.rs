@@ -38,8 +38,8 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    cli::init_tracing();
     let cli = Cli::parse();
+    cli::init_tracing(matches!(cli.command, Command::Serve(_)));
     match cli.command {
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Transcribe(args) => cli::transcribe::run(args),

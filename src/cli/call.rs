@@ -479,7 +479,7 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
             let report = wait_for_report(&state, &result.call_sid).await?;
             print_report(&report);
         } else {
-            println!("the server's log has the call's transcript and latencies");
+            println!("the server's log has the call's outcome and latencies");
         }
         Ok(())
     })

@@ -12,10 +12,16 @@ pub mod serve;
 pub mod transcribe;
 
 /// Logs go to stderr so that a command's real output (a transcript, JSON) can be piped.
-/// `RUST_LOG` overrides the default level (warnings, and switchboard's own info lines).
-pub fn init_tracing() {
+/// `RUST_LOG` overrides the default level: warnings, plus the server's info lines (calls starting and
+/// ending, with outcome and latencies, never transcripts) when `server` is set.
+pub fn init_tracing(server: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let default = if server {
+        "warn,switchboard_server=info"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
