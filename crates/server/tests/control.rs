@@ -201,3 +201,52 @@ async fn status_callbacks_are_kept_in_sequence_order() {
     assert_eq!(r.status(), 403);
     assert_eq!(state.call_status(CALL).expect("known").status, "completed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_lets_the_call_in_progress_finish() {
+    let flow = Flow::parse(FLOW, "straight_to_staff.yaml", None).expect("flow");
+    let mut flows = BTreeMap::new();
+    flows.insert("straight_to_staff".to_string(), Arc::new(flow));
+    let config = ServerConfig {
+        public_url: None,
+        auth_token: AuthToken::new(TOKEN),
+        account_sid: None,
+        rest_base_url: None,
+        flows,
+        numbers: BTreeMap::new(),
+        default_flow: "straight_to_staff".into(),
+        call: CallSettings::default(),
+        recordings_dir: None,
+        max_calls: 2,
+        start_timeout: Duration::from_secs(2),
+    };
+    let engines = Engines {
+        stt: Arc::new(FakeStt::new("")),
+        llm: Arc::new(FakeLlm),
+        tts: Arc::new(FakeTts),
+    };
+    let state = Arc::new(AppState::new(config, engines).expect("state"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(switchboard_server::serve(listener, state.clone(), async {
+        let _ = stop_rx.await;
+    }));
+    let call = tokio::spawn({
+        let url = url.clone();
+        async move { stream_call(&url).await }
+    });
+    // Ask the server to stop while the call is in progress.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(state.active_calls(), 1, "the call is running");
+    let _ = stop_tx.send(());
+    call.await.expect("call");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops after the call")
+        .expect("join")
+        .expect("serve");
+    let finished = state.finished_calls();
+    assert_eq!(finished.len(), 1, "the call finished and was logged");
+    assert_eq!(finished[0].1.ended_by, Some(EndReason::Transferred));
+}
