@@ -62,7 +62,8 @@ async fn provider() -> (String, Seen) {
 
 type FakeState = AppState<FakeStt, FakeLlm, FakeTts>;
 
-async fn server(rest: Option<String>) -> (String, Arc<FakeState>) {
+/// The server's state with the one-step transfer flow and fake engines.
+fn fake_state(rest: Option<String>) -> Arc<FakeState> {
     let flow = Flow::parse(FLOW, "straight_to_staff.yaml", None).expect("flow");
     let mut flows = BTreeMap::new();
     flows.insert("straight_to_staff".to_string(), Arc::new(flow));
@@ -84,7 +85,11 @@ async fn server(rest: Option<String>) -> (String, Arc<FakeState>) {
         llm: Arc::new(FakeLlm),
         tts: Arc::new(FakeTts),
     };
-    let state = Arc::new(AppState::new(config, engines).expect("state"));
+    Arc::new(AppState::new(config, engines).expect("state"))
+}
+
+async fn server(rest: Option<String>) -> (String, Arc<FakeState>) {
+    let state = fake_state(rest);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let router = app(state.clone());
@@ -204,28 +209,7 @@ async fn status_callbacks_are_kept_in_sequence_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_lets_the_call_in_progress_finish() {
-    let flow = Flow::parse(FLOW, "straight_to_staff.yaml", None).expect("flow");
-    let mut flows = BTreeMap::new();
-    flows.insert("straight_to_staff".to_string(), Arc::new(flow));
-    let config = ServerConfig {
-        public_url: None,
-        auth_token: AuthToken::new(TOKEN),
-        account_sid: None,
-        rest_base_url: None,
-        flows,
-        numbers: BTreeMap::new(),
-        default_flow: "straight_to_staff".into(),
-        call: CallSettings::default(),
-        recordings_dir: None,
-        max_calls: 2,
-        start_timeout: Duration::from_secs(2),
-    };
-    let engines = Engines {
-        stt: Arc::new(FakeStt::new("")),
-        llm: Arc::new(FakeLlm),
-        tts: Arc::new(FakeTts),
-    };
-    let state = Arc::new(AppState::new(config, engines).expect("state"));
+    let state = fake_state(None);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
