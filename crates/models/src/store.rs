@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 
 use sha2::{Digest, Sha256};
 
-use crate::{ModelEntry, ModelError};
+use crate::{Manifest, ModelEntry, ModelError, ModelKind};
 
 /// Environment variable that names the models directory, overriding discovery.
 pub const MODELS_DIR_ENV: &str = "SWITCHBOARD_MODELS_DIR";
@@ -134,6 +134,16 @@ impl ModelStore {
         }
         self.hash_and_stamp(entry, &path, &meta)?;
         Ok(path)
+    }
+
+    /// The bundled manifest's default model of `kind`, located (see [`ModelStore::locate`]).
+    pub fn locate_default(&self, kind: ModelKind) -> Result<PathBuf, ModelError> {
+        let entry = Manifest::bundled()?
+            .default_for(kind)
+            .ok_or_else(|| ModelError::Manifest {
+                detail: format!("the manifest names no default {kind:?} model"),
+            })?;
+        self.locate(entry)
     }
 
     /// Like `locate`, but always hashes the whole file (and refreshes the stamp).
@@ -285,7 +295,6 @@ pub(crate) fn remove_stamp(file: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Manifest;
     use std::time::{Duration, SystemTime};
 
     /// A manifest entry for a 3-byte file "abc".

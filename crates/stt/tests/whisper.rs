@@ -5,19 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use switchboard_audio::telephone::phone_line;
-use switchboard_models::{Manifest, ModelKind, ModelStore};
+use switchboard_models::{ModelKind, ModelStore};
 use switchboard_stt::testset::{CLEAR_VOICES, ESPEAK, TIMED_UTTERANCES, Voice, phone_sentences, synthesize};
 use switchboard_stt::wer::{word_error_rate, word_errors};
 use switchboard_stt::{SpeechToText, SttError, WhisperConfig, WhisperStt};
 
 fn default_model() -> PathBuf {
-    let manifest = Manifest::bundled().expect("bundled manifest parses");
-    let entry = manifest
-        .default_for(ModelKind::Whisper)
-        .expect("a default whisper model");
     ModelStore::discover()
-        .expect("models directory")
-        .locate(entry)
+        .and_then(|store| store.locate_default(ModelKind::Whisper))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 

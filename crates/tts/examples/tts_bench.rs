@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use switchboard_audio::telephone::MulawDecoder16k;
-use switchboard_models::{Manifest, ModelKind, ModelStore};
+use switchboard_models::{ModelKind, ModelStore};
 use switchboard_stt::wer::word_errors;
 use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_tts::{EspeakConfig, EspeakTts, to_phone_frames};
@@ -128,9 +128,5 @@ fn through_the_phone(
 }
 
 fn default_model() -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let manifest = Manifest::bundled()?;
-    let entry = manifest
-        .default_for(ModelKind::Whisper)
-        .ok_or("no default whisper model in the manifest")?;
-    Ok(ModelStore::discover()?.locate(entry)?)
+    Ok(ModelStore::discover()?.locate_default(ModelKind::Whisper)?)
 }

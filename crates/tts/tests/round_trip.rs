@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use switchboard_audio::telephone::MulawDecoder16k;
-use switchboard_models::{Manifest, ModelKind, ModelStore};
+use switchboard_models::{ModelKind, ModelStore};
 use switchboard_stt::wer::word_errors;
 use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_tts::{EspeakConfig, EspeakTts, to_phone_frames};
@@ -19,13 +19,8 @@ const AGENT_SENTENCES: [&str; 5] = [
 ];
 
 fn default_model() -> PathBuf {
-    let manifest = Manifest::bundled().expect("bundled manifest parses");
-    let entry = manifest
-        .default_for(ModelKind::Whisper)
-        .expect("a default whisper model");
     ModelStore::discover()
-        .expect("models directory")
-        .locate(entry)
+        .and_then(|store| store.locate_default(ModelKind::Whisper))
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
