@@ -22,5 +22,7 @@ pub mod phrases;
 pub mod report;
 mod session;
 
-pub use report::{CallNote, CallReport, EndReason, EventRecord, Speaker, TurnRecord, TurnTimings};
+pub use report::{
+    CallLog, CallNote, CallReport, EndReason, EventRecord, LogEntry, Speaker, TurnRecord, TurnTimings,
+};
 pub use session::{CallCommand, CallEvent, CallSettings, Engines, run_call};

@@ -36,6 +36,9 @@ impl TurnTimings {
 /// One thing said in the call.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TurnRecord {
+    /// Numbers the call's turns in order; stays the same while the turn is rewritten (a bot line
+    /// grows phrase by phrase, a barge-in cuts it), so a log can update it in place.
+    pub seq: u32,
     pub speaker: Speaker,
     /// For the bot, only what the caller heard when they interrupted.
     pub text: String,
@@ -64,6 +67,38 @@ pub struct EventRecord {
     pub at: Duration,
     #[serde(flatten)]
     pub note: CallNote,
+}
+
+/// What the call log is told while the call goes on, so a crash loses at most the turn in flight.
+/// The final [`CallReport`] still says everything; these are the same records, earlier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogEntry {
+    /// A turn was said or rewritten (same `seq`: replace it).
+    Turn(TurnRecord),
+    /// A bot line turned out never to be heard (a barge-in cut it before its first word).
+    TurnDropped {
+        seq: u32,
+    },
+    Event(EventRecord),
+}
+
+/// Where a call sends its [`LogEntry`]s.
+///
+/// Unbounded on purpose: the call task must never wait for the database, and what one call logs is
+/// bounded by what is said in it (a few entries per turn).
+#[derive(Debug, Clone)]
+pub struct CallLog(pub tokio::sync::mpsc::UnboundedSender<LogEntry>);
+
+impl CallLog {
+    pub fn channel() -> (Self, tokio::sync::mpsc::UnboundedReceiver<LogEntry>) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        (Self(tx), rx)
+    }
+
+    pub(crate) fn send(&self, entry: LogEntry) {
+        // The log reader went away (server shutting down): the final report still has it all.
+        let _ = self.0.send(entry);
+    }
 }
 
 /// Why the call ended.

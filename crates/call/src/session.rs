@@ -25,7 +25,9 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::phrases::{PhraseSplitter, split};
-use crate::report::{CallNote, CallReport, EndReason, EventRecord, Speaker, TurnRecord, TurnTimings};
+use crate::report::{
+    CallLog, CallNote, CallReport, EndReason, EventRecord, LogEntry, Speaker, TurnRecord, TurnTimings,
+};
 
 /// What the provider's side of the call sends the pipeline.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,6 +83,8 @@ pub struct CallSettings {
     pub understand_with_model: bool,
     /// Write both sides (caller left, bot right) to this WAV file at the end.
     pub recording: Option<PathBuf>,
+    /// Told of every turn and event as it happens (the call log); per call, like `recording`.
+    pub log: Option<CallLog>,
     /// After the flow ends the call, how long to wait for the provider to confirm the last words
     /// were played before hanging up anyway.
     pub goodbye_grace: Duration,
@@ -94,6 +98,7 @@ impl Default for CallSettings {
             barge_in: true,
             understand_with_model: true,
             recording: None,
+            log: None,
             goodbye_grace: Duration::from_secs(3),
         }
     }
@@ -271,6 +276,7 @@ struct Call<S, L, T> {
     silence_deadline: Option<Instant>,
     ending: Option<(Ending, Option<Instant>)>,
     report: CallReport,
+    next_turn_seq: u32,
     caller_track: Vec<i16>,
     bot_track: Vec<i16>,
 }
@@ -335,6 +341,7 @@ where
         silence_deadline: None,
         ending: None,
         report: CallReport::new(),
+        next_turn_seq: 0,
         caller_track: Vec::new(),
         bot_track: Vec::new(),
     };
@@ -381,8 +388,37 @@ where
     }
 
     fn note(&mut self, note: CallNote) {
-        let at = self.now();
-        self.report.events.push(EventRecord { at, note });
+        let record = EventRecord { at: self.now(), note };
+        if let Some(log) = &self.settings.log {
+            log.send(LogEntry::Event(record.clone()));
+        }
+        self.report.events.push(record);
+    }
+
+    /// Adds a turn with the next `seq`; returns its index in the report.
+    fn push_turn(&mut self, speaker: Speaker, text: String, at: Duration) -> usize {
+        self.report.turns.push(TurnRecord {
+            seq: self.next_turn_seq,
+            speaker,
+            text,
+            at,
+            interrupted: false,
+            timings: None,
+        });
+        self.next_turn_seq += 1;
+        self.report.turns.len() - 1
+    }
+
+    /// Tells the call log the turn's current state; a bot line with no words is not (yet) a turn.
+    fn log_turn(&self, index: usize) {
+        let (Some(log), Some(turn)) = (&self.settings.log, self.report.turns.get(index)) else {
+            return;
+        };
+        if turn.speaker == Speaker::Bot && turn.text.is_empty() {
+            log.send(LogEntry::TurnDropped { seq: turn.seq });
+        } else {
+            log.send(LogEntry::Turn(turn.clone()));
+        }
     }
 
     fn epoch(&self) -> u64 {
@@ -598,14 +634,9 @@ where
         match result {
             Ok(t) if !t.text.trim().is_empty() => {
                 let text = t.text.trim().to_string();
-                self.report.turns.push(TurnRecord {
-                    speaker: Speaker::Caller,
-                    text: text.clone(),
-                    at: timings.speech_end,
-                    interrupted: false,
-                    timings: None,
-                });
-                self.exchange = Some((self.report.turns.len() - 1, timings));
+                let index = self.push_turn(Speaker::Caller, text.clone(), timings.speech_end);
+                self.log_turn(index);
+                self.exchange = Some((index, timings));
                 self.step(Input::Utterance(text));
             }
             Ok(_) => {}
@@ -679,6 +710,7 @@ where
                 record.text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 record.interrupted = true;
                 heard.push(record.text.clone());
+                self.log_turn(turn);
             }
         }
         self.phrases.clear();
@@ -762,16 +794,7 @@ where
         frames.extend(encoder.finish());
         let turn = match self.line {
             Some(turn) if !phrase.starts_line => turn,
-            _ => {
-                self.report.turns.push(TurnRecord {
-                    speaker: Speaker::Bot,
-                    text: String::new(),
-                    at: self.now(),
-                    interrupted: false,
-                    timings: None,
-                });
-                self.report.turns.len() - 1
-            }
+            _ => self.push_turn(Speaker::Bot, String::new(), self.now()),
         };
         self.line = Some(turn);
         if let Some(record) = self.report.turns.get_mut(turn) {
@@ -780,6 +803,7 @@ where
             }
             record.text.push_str(&phrase.text);
         }
+        self.log_turn(turn);
         self.phrases.insert(
             phrase.id,
             QueuedPhrase {
@@ -829,6 +853,7 @@ where
             if let Some(record) = self.report.turns.get_mut(turn) {
                 record.timings = Some(t);
             }
+            self.log_turn(turn);
             self.exchange = None;
         }
         if !self.bot_busy() && !self.awaiting_driver && self.waiting_turn.is_none() {

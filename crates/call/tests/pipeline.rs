@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use switchboard_call::fakes::{FakeLlm, FakeStt, FakeTts};
 use switchboard_call::{
-    CallCommand, CallEvent, CallReport, CallSettings, EndReason, Engines, Speaker, run_call,
+    CallCommand, CallEvent, CallLog, CallReport, CallSettings, EndReason, Engines, LogEntry, Speaker,
+    run_call,
 };
 use switchboard_flow::{Contact, Flow, Outcome};
 use tokio::sync::mpsc;
@@ -44,6 +45,14 @@ steps:
 /// The provider's side: collects what the bot sends, confirms marks at once, and plays `script`
 /// (each event after a delay counted from the start).
 async fn call_with(script: Vec<(Duration, CallEvent)>, stt: Arc<FakeStt>) -> (CallReport, Vec<CallCommand>) {
+    call_with_settings(script, stt, CallSettings::default()).await
+}
+
+async fn call_with_settings(
+    script: Vec<(Duration, CallEvent)>,
+    stt: Arc<FakeStt>,
+    settings: CallSettings,
+) -> (CallReport, Vec<CallCommand>) {
     let flow = Arc::new(Flow::parse(FLOW, "test_line.yaml", None).expect("flow"));
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(1024);
@@ -56,7 +65,7 @@ async fn call_with(script: Vec<(Duration, CallEvent)>, stt: Arc<FakeStt>) -> (Ca
         flow,
         Contact::default(),
         engines,
-        CallSettings::default(),
+        settings,
         ev_rx,
         cmd_tx,
     ));
@@ -189,4 +198,49 @@ async fn the_caller_hanging_up_ends_the_call_as_abandoned() {
     let (report, _) = call_with(script, stt).await;
     assert_eq!(report.ended_by, Some(EndReason::CallerHungUp));
     assert_eq!(report.outcome, Some(Outcome::Abandoned));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_log_hears_of_turns_while_the_call_goes_on_and_ends_where_the_report_does() {
+    let stt = Arc::new(FakeStt::new(""));
+    let (log, mut entries) = CallLog::channel();
+    let settings = CallSettings {
+        log: Some(log),
+        ..CallSettings::default()
+    };
+    // Interrupt the greeting with a key, so a line is rewritten (cut) after it was first logged.
+    let script = vec![(Duration::from_millis(250), CallEvent::Dtmf('1'))];
+    let call = tokio::spawn(call_with_settings(script, stt, settings));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let early = entries.try_recv().expect("the greeting is logged while it plays");
+    assert!(
+        matches!(&early, LogEntry::Turn(t) if t.speaker == Speaker::Bot && t.seq == 0),
+        "{early:?}"
+    );
+    let (report, _) = call.await.expect("call");
+    // Replay the log the way a store would: last write per seq wins, drops delete.
+    let mut turns = std::collections::BTreeMap::new();
+    let mut events = Vec::new();
+    if let LogEntry::Turn(t) = early {
+        turns.insert(t.seq, t);
+    }
+    while let Ok(entry) = entries.try_recv() {
+        match entry {
+            LogEntry::Turn(t) => {
+                turns.insert(t.seq, t);
+            }
+            LogEntry::TurnDropped { seq } => {
+                turns.remove(&seq);
+            }
+            LogEntry::Event(e) => events.push(e),
+        }
+    }
+    let logged: Vec<_> = turns.into_values().collect();
+    assert_eq!(logged, report.turns, "the log ends where the report does");
+    assert_eq!(events, report.events);
+    assert!(
+        logged[0].interrupted && logged[0].text == "Welcome.",
+        "{:?}",
+        logged[0]
+    );
 }
