@@ -29,6 +29,12 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Place a simulated call from a recording against the server (in-process or running).
     Call(cli::call::CallArgs),
+    /// Browse and export the call log.
+    #[command(subcommand)]
+    Calls(cli::calls::CallsCommand),
+    /// Create, list and revoke API keys for the call log API and web page.
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCommand),
     /// Check flow files and run scenarios against them.
     #[command(subcommand)]
     Flows(cli::flows::FlowsCommand),
@@ -46,6 +52,8 @@ fn main() -> anyhow::Result<()> {
         Command::Chat(args) => cli::chat::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Call(args) => cli::call::run(args),
+        Command::Calls(cmd) => cli::calls::run(cmd),
+        Command::Keys(cmd) => cli::keys::run(cmd),
         Command::Flows(cmd) => cli::flows::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }

@@ -1,9 +1,11 @@
 //! Simulated phone calls through the real server over loopback HTTP and WebSocket, with the real
 //! models: what a caller hears, barge-in, the keypad, and what the server refuses.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+
+use common::{Server, sample, switchboard, text};
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_telephony::{AuthToken, signature};
@@ -11,33 +13,6 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const DEV_TOKEN: &str = "switchboard-dev-token";
-
-fn switchboard(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("RUST_BACKTRACE", "0")
-        .env(
-            "SWITCHBOARD_DATA_DIR",
-            std::env::temp_dir().join("switchboard-test-data"),
-        )
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn sample() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("samples/caller-hours.wav")
-        .display()
-        .to_string()
-}
 
 #[test]
 fn an_inbound_call_asking_for_the_hours_gets_them_from_the_flow() {
@@ -135,43 +110,6 @@ fn a_keypad_press_during_the_greeting_picks_the_menu_option() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("Dtmf { digit: '1' }"), "{stdout}");
     assert!(stdout.contains("Saturday from 8 AM"), "1 is the hours: {stdout}");
-}
-
-/// `switchboard serve` on a free port; killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["serve", "--port", "0", "--data-dir"])
-            .arg(dir.path())
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().expect("serve prints its address").expect("utf-8");
-            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
-                break rest.split_whitespace().next().expect("url").to_string();
-            }
-        };
-        std::mem::forget(dir);
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn voice_form() -> Vec<(String, String)> {

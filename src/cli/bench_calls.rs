@@ -54,7 +54,8 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
         })?;
         settings.max_calls = settings.max_calls.max(args.concurrency);
         settings.record_calls = false;
-        let state = tokio::task::block_in_place(|| build_state(&settings))?;
+        let store = settings.open_store().await?;
+        let state = tokio::task::block_in_place(|| build_state(&settings, store))?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = switchboard_server::app(state.clone());

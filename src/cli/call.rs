@@ -428,7 +428,8 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
                     port: Some(0),
                     data_dir: None,
                 })?;
-                let state = tokio::task::block_in_place(|| build_state(&settings))?;
+                let store = settings.open_store().await?;
+                let state = tokio::task::block_in_place(|| build_state(&settings, store))?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let addr = listener.local_addr()?;
                 let app = switchboard_server::app(state.clone());

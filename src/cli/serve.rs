@@ -15,6 +15,7 @@ use switchboard_call::{CallSettings, Engines};
 use switchboard_flow::Flow;
 use switchboard_llm::{EngineConfig, LlmEngine};
 use switchboard_server::{AppState, ServerConfig};
+use switchboard_store::Store;
 use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_telephony::AuthToken;
 use switchboard_tts::{EspeakConfig, EspeakTts};
@@ -31,7 +32,7 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Directory for recordings (and, later, the call log).
+    /// Directory for recordings and the call log (`calls.db`, unless `database_url` is set).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 }
@@ -54,6 +55,10 @@ pub struct FileConfig {
     pub models: ModelsConfig,
     pub max_calls: Option<usize>,
     pub record_calls: Option<bool>,
+    /// `postgres://…` (or `sqlite://…`); default: `calls.db` in the data directory.
+    pub database_url: Option<String>,
+    /// Calls and recordings older than this many days are deleted (0: keep everything).
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -90,6 +95,8 @@ pub struct Settings {
     pub voice: Option<String>,
     pub max_calls: usize,
     pub record_calls: bool,
+    pub database_url: Option<String>,
+    pub retention_days: u32,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -141,7 +148,34 @@ impl Settings {
             voice: env("SWITCHBOARD_VOICE").or(file.models.voice),
             max_calls: file.max_calls.unwrap_or(4),
             record_calls: file.record_calls.unwrap_or(true),
+            database_url: env("DATABASE_URL")
+                .or_else(|| env("SWITCHBOARD_DATABASE_URL"))
+                .or(file.database_url),
+            retention_days: match env("SWITCHBOARD_RETENTION_DAYS") {
+                Some(d) => d
+                    .parse()
+                    .context("SWITCHBOARD_RETENTION_DAYS is not a number of days")?,
+                None => file.retention_days.unwrap_or(90),
+            },
         })
+    }
+
+    /// Opens (creating and migrating when needed) the call log: `database_url`, or SQLite as
+    /// `calls.db` in the data directory (opened by path, so any file name works).
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        match &self.database_url {
+            Some(url) => Store::open(url).await.with_context(|| {
+                // Never print a password that may be in the URL.
+                let shown = url.split('@').next_back().unwrap_or(url);
+                format!("opening the call log ({shown})")
+            }),
+            None => {
+                let path = self.data_dir.join("calls.db");
+                Store::open_sqlite(&path)
+                    .await
+                    .with_context(|| format!("opening the call log {}", path.display()))
+            }
+        }
     }
 }
 
@@ -164,7 +198,7 @@ pub fn load_flows(dir: &Path) -> anyhow::Result<BTreeMap<String, Arc<Flow>>> {
 pub type RealState = AppState<WhisperStt, LlmEngine, EspeakTts>;
 
 /// Loads the models and flows and builds the server's state.
-pub fn build_state(settings: &Settings) -> anyhow::Result<Arc<RealState>> {
+pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<RealState>> {
     let flows = load_flows(&settings.flows_dir)?;
     let whisper_path = super::resolve::model_path(
         switchboard_models::ModelKind::Whisper,
@@ -214,23 +248,49 @@ pub fn build_state(settings: &Settings) -> anyhow::Result<Arc<RealState>> {
         tts: Arc::new(tts),
     };
     Ok(Arc::new(
-        AppState::new(config, engines).map_err(|e| anyhow::anyhow!(e))?,
+        AppState::new(config, engines, store).map_err(|e| anyhow::anyhow!(e))?,
     ))
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args)?;
-    let state = build_state(&settings)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let store = runtime.block_on(settings.open_store())?;
+    // Calls still "in progress" in the log were cut off by a crash (no call survives a restart).
+    let interrupted = runtime
+        .block_on(store.mark_interrupted(jiff::Timestamp::now().as_millisecond()))
+        .context("closing calls a crash left open")?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls left in progress by a crash were marked interrupted"
+        );
+    }
+    let state = build_state(&settings, store.clone())?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind((settings.listen.as_str(), settings.port))
             .await
             .with_context(|| format!("binding {}:{}", settings.listen, settings.port))?;
         let addr = listener.local_addr()?;
         println!("switchboard listening on http://{addr} (voice webhook: /twilio/voice)");
-        let shutdown = async {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if settings.retention_days > 0 {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(switchboard_server::retention(
+                store,
+                settings
+                    .record_calls
+                    .then(|| settings.data_dir.join("recordings")),
+                settings.retention_days,
+                async move {
+                    let _ = stop.changed().await;
+                },
+            ));
+        }
+        let shutdown = async move {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down: finishing calls in progress");
+            let _ = stop_tx.send(true);
         };
         switchboard_server::serve(listener, state, shutdown)
             .await

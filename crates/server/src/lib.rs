@@ -10,9 +10,12 @@
 //! - The state is generic over the engines so router tests run with fakes; the binary plugs in the
 //!   real models.
 
+mod api;
+mod calllog;
 mod media;
+mod metrics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +31,7 @@ use switchboard_core::llm::LanguageModel;
 use switchboard_core::stt::SpeechToText;
 use switchboard_core::tts::TextToSpeech;
 use switchboard_flow::Flow;
+use switchboard_store::Store;
 use switchboard_telephony::AuthToken;
 use switchboard_telephony::rest::{RestClient, RestConfig};
 use switchboard_telephony::signature;
@@ -78,12 +82,18 @@ pub struct AppState<S, L, T> {
     rest: Option<RestClient>,
     /// Status by CallSid, from status callbacks (reordered by sequence number).
     statuses: Mutex<HashMap<String, CallStatusInfo>>,
-    /// Finished calls, newest last. (The persistent call log replaces this.)
-    finished: Mutex<Vec<(String, CallReport)>>,
+    /// The last few finished calls' full reports, newest last, for the in-process simulator (which
+    /// wants the exact durations); everything else reads the call log.
+    finished: Mutex<VecDeque<(String, CallReport)>>,
+    store: Store,
+    metrics: metrics::Metrics,
 }
 
+/// Reports kept in memory; the call log has them all.
+const FINISHED_KEPT: usize = 64;
+
 impl<S, L, T> AppState<S, L, T> {
-    pub fn new(config: ServerConfig, engines: Engines<S, L, T>) -> Result<Self, String> {
+    pub fn new(config: ServerConfig, engines: Engines<S, L, T>, store: Store) -> Result<Self, String> {
         let rest = match &config.account_sid {
             Some(sid) => {
                 let mut rc = RestConfig::new(sid.clone(), config.auth_token.clone());
@@ -106,13 +116,22 @@ impl<S, L, T> AppState<S, L, T> {
             engines,
             rest,
             statuses: Mutex::new(HashMap::new()),
-            finished: Mutex::new(Vec::new()),
+            finished: Mutex::new(VecDeque::new()),
+            store,
+            metrics: metrics::Metrics::new(),
         })
     }
 
     /// Reports of the calls finished so far, oldest first.
     pub fn finished_calls(&self) -> Vec<(String, CallReport)> {
-        self.finished.lock().map(|f| f.clone()).unwrap_or_default()
+        self.finished
+            .lock()
+            .map(|f| f.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub fn call_status(&self, call_sid: &str) -> Option<CallStatusInfo> {
@@ -132,12 +151,31 @@ where
     L: LanguageModel + 'static,
     T: TextToSpeech + 'static,
 {
+    let api = api::ApiState {
+        store: state.store.clone(),
+        recordings_dir: state.config.recordings_dir.clone(),
+    };
     Router::new()
         .route("/twilio/voice", post(voice::<S, L, T>))
         .route("/twilio/status", post(status::<S, L, T>))
         .route("/twilio/media", get(media_upgrade::<S, L, T>))
         .route("/health", get(|| async { "ok" }))
+        .route("/metrics", get(metrics_text::<S, L, T>))
+        .merge(api::routes(api))
         .with_state(state)
+}
+
+/// Prometheus text format. Unauthenticated like most scrape targets: it holds counts and timings,
+/// never a number or a word of a call.
+async fn metrics_text<S, L, T>(State(state): State<Arc<AppState<S, L, T>>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then waits for calls in progress.
@@ -324,4 +362,36 @@ where
     Ok(ws.on_upgrade(move |socket| media::session(socket, state)))
 }
 
+pub use api::ApiDoc;
 pub use media::MediaOutcome;
+
+/// Deletes calls (and their recordings) that started more than `days` ago, now and then every hour,
+/// until `shutdown` completes. Runs on the server's runtime: it is a few queries an hour.
+pub async fn retention(
+    store: Store,
+    recordings_dir: Option<PathBuf>,
+    days: u32,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let run = async {
+        loop {
+            let cutoff = calllog::now_ms() - i64::from(days) * 86_400_000;
+            match store.delete_older_than(cutoff).await {
+                Ok(deleted) => {
+                    for call in &deleted {
+                        api::remove_recording(recordings_dir.as_deref(), call).await;
+                    }
+                    if !deleted.is_empty() {
+                        tracing::info!(calls = deleted.len(), days, "retention: old calls deleted");
+                    }
+                }
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = shutdown => {}
+    }
+}

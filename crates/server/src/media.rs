@@ -9,17 +9,19 @@ use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use switchboard_call::{CallCommand, CallEvent, CallReport, run_call};
+use switchboard_call::{CallCommand, CallEvent, CallLog, CallReport, run_call};
 use switchboard_core::llm::LanguageModel;
 use switchboard_core::stt::SpeechToText;
 use switchboard_core::tts::TextToSpeech;
 use switchboard_flow::Contact;
+use switchboard_store::{CallEnd, CallStatus, Direction, NewCall};
 use switchboard_telephony::media::{self, Inbound, StartMeta};
 use switchboard_telephony::rest::CallUpdate;
 use switchboard_telephony::twiml::{Dial, Response as Twiml};
 use tokio::sync::mpsc;
 
-use crate::AppState;
+use crate::calllog::{self, retry};
+use crate::{AppState, FINISHED_KEPT};
 
 /// Bad frames tolerated on one stream before it is closed.
 const MAX_BAD_FRAMES: usize = 50;
@@ -103,6 +105,28 @@ where
     if let Some(dir) = &state.config.recordings_dir {
         settings.recording = Some(dir.join(format!("{call_sid}.wav")));
     }
+    let param = |name: &str| custom_parameters.get(name).cloned().unwrap_or_default();
+    let new_call = NewCall {
+        provider_call_id: call_sid.clone(),
+        direction: if param("direction") == "outbound" {
+            Direction::Outbound
+        } else {
+            Direction::Inbound
+        },
+        from: param("from"),
+        to: param("to"),
+        flow: flow_name.clone(),
+        started_at: calllog::now_ms(),
+        recording_path: None,
+    };
+    // The call goes on even when its log cannot be written; the failure is logged.
+    let log_id = retry("creating the call", || state.store.create_call(&new_call)).await;
+    let log_writer = log_id.clone().map(|id| {
+        let (log, entries) = CallLog::channel();
+        settings.log = Some(log);
+        tokio::spawn(calllog::write_entries(state.store.clone(), id, entries))
+    });
+    state.metrics.call_started();
     tracing::info!(%call_sid, flow = %flow_name, "call started");
 
     let (ev_tx, ev_rx) = mpsc::channel(512);
@@ -182,11 +206,29 @@ where
         Ok(r) => r,
         Err(e) => {
             tracing::error!(%call_sid, "call task failed: {e}");
+            state.metrics.call_finished(None);
+            if let Some(id) = &log_id {
+                let end = CallEnd {
+                    status: CallStatus::Failed,
+                    ended_at: calllog::now_ms(),
+                    duration_ms: 0,
+                    outcome: None,
+                    slots: serde_json::Map::new(),
+                    hangup_reason: Some("internal_error".into()),
+                    transferred_to: None,
+                    recording_path: None,
+                };
+                retry("finishing the call", || state.store.finish_call(id, &end)).await;
+            }
             drop(permit);
             let _ = sink.close().await;
             return;
         }
     };
+    // The pipeline dropped its log sender when it ended: the writer drains and stops.
+    if let Some(writer) = log_writer {
+        let _ = writer.await;
+    }
     if let Some(update) = end_command {
         match &state.rest {
             Some(rest) => {
@@ -199,8 +241,23 @@ where
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
     log_report(&call_sid, &report);
+    state.metrics.call_finished(Some(&report));
+    if let Some(id) = &log_id {
+        let recording = state
+            .config
+            .recordings_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{call_sid}.wav")))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string());
+        let end = calllog::call_end(&report, calllog::now_ms(), recording);
+        calllog::write_report(&state.store, id, &report, end).await;
+    }
     if let Ok(mut finished) = state.finished.lock() {
-        finished.push((call_sid, report));
+        if finished.len() == FINISHED_KEPT {
+            finished.pop_front();
+        }
+        finished.push_back((call_sid, report));
     }
     drop(permit);
 }

@@ -1,7 +1,6 @@
 //! The server with fake engines: a transfer goes to the provider's REST API, status callbacks are
 //! kept in order, and the router refuses unsigned callbacks.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,18 +8,12 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
-use futures_util::{SinkExt, StreamExt};
-use switchboard_call::fakes::{FakeLlm, FakeStt, FakeTts};
-use switchboard_call::{CallSettings, EndReason, Engines};
-use switchboard_flow::Flow;
-use switchboard_server::{AppState, ServerConfig, app};
+use switchboard_call::EndReason;
 use switchboard_telephony::{AuthToken, signature};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-const TOKEN: &str = "test-token";
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const CALL: &str = "CA0123456789abcdef0123456789abcdef";
+mod common;
+
+use common::{ACCOUNT, CALL, Setup, TOKEN, fake_state, server, stream_call};
 
 const FLOW: &str = r#"
 name: straight_to_staff
@@ -32,6 +25,14 @@ steps:
   staff:
     transfer: { to: "sip:desk@example.com", say: Connecting you. }
 "#;
+
+fn setup(rest: Option<String>) -> Setup {
+    Setup {
+        flow: FLOW,
+        rest,
+        record: false,
+    }
+}
 
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -60,78 +61,11 @@ async fn provider() -> (String, Seen) {
     (url, seen)
 }
 
-type FakeState = AppState<FakeStt, FakeLlm, FakeTts>;
-
-/// The server's state with the one-step transfer flow and fake engines.
-fn fake_state(rest: Option<String>) -> Arc<FakeState> {
-    let flow = Flow::parse(FLOW, "straight_to_staff.yaml", None).expect("flow");
-    let mut flows = BTreeMap::new();
-    flows.insert("straight_to_staff".to_string(), Arc::new(flow));
-    let config = ServerConfig {
-        public_url: None,
-        auth_token: AuthToken::new(TOKEN),
-        account_sid: rest.as_ref().map(|_| ACCOUNT.to_string()),
-        rest_base_url: rest,
-        flows,
-        numbers: BTreeMap::new(),
-        default_flow: "straight_to_staff".into(),
-        call: CallSettings::default(),
-        recordings_dir: None,
-        max_calls: 2,
-        start_timeout: Duration::from_secs(2),
-    };
-    let engines = Engines {
-        stt: Arc::new(FakeStt::new("")),
-        llm: Arc::new(FakeLlm),
-        tts: Arc::new(FakeTts),
-    };
-    Arc::new(AppState::new(config, engines).expect("state"))
-}
-
-async fn server(rest: Option<String>) -> (String, Arc<FakeState>) {
-    let state = fake_state(rest);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(state.clone());
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, state)
-}
-
-/// Plays a call's stream until the server closes it, acknowledging marks.
-async fn stream_call(url: &str) {
-    let ws_url = format!("{}/twilio/media", url.replace("http://", "ws://"));
-    let mut request = ws_url.as_str().into_client_request().expect("request");
-    let sig = signature::sign::<&str, &str>(&AuthToken::new(TOKEN), &ws_url, &[]);
-    request
-        .headers_mut()
-        .insert(signature::HEADER, sig.parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
-    let start = serde_json::json!({
-        "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
-        "start": {"streamSid": "MZ1", "accountSid": ACCOUNT, "callSid": CALL, "tracks": ["inbound"],
-                  "customParameters": {}, "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}
-    });
-    ws.send(Message::Text(start.to_string().into()))
-        .await
-        .expect("start");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
-        let Message::Text(t) = msg else { continue };
-        let v: serde_json::Value = serde_json::from_str(t.as_str()).expect("json from the server");
-        if v["event"] == "mark" {
-            let echo = serde_json::json!({"event": "mark", "streamSid": "MZ1", "mark": v["mark"]});
-            ws.send(Message::Text(echo.to_string().into()))
-                .await
-                .expect("mark");
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_transfer_dials_through_the_providers_rest_api() {
     let (rest_url, seen) = provider().await;
-    let (url, state) = server(Some(rest_url)).await;
-    stream_call(&url).await;
+    let (url, state) = server(setup(Some(rest_url))).await;
+    stream_call(&url, CALL, &[]).await;
     let finished = state.finished_calls();
     let (sid, report) = finished.first().expect("the call was logged");
     assert_eq!(sid, CALL);
@@ -179,7 +113,7 @@ async fn post_status(url: &str, seq: &str, status: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_callbacks_are_kept_in_sequence_order() {
-    let (url, state) = server(None).await;
+    let (url, state) = server(setup(None)).await;
     assert_eq!(post_status(&url, "0", "ringing").await, 204);
     assert_eq!(post_status(&url, "2", "completed").await, 204);
     assert_eq!(
@@ -209,7 +143,7 @@ async fn status_callbacks_are_kept_in_sequence_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_lets_the_call_in_progress_finish() {
-    let state = fake_state(None);
+    let (state, _) = fake_state(setup(None)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -218,7 +152,7 @@ async fn shutdown_lets_the_call_in_progress_finish() {
     }));
     let call = tokio::spawn({
         let url = url.clone();
-        async move { stream_call(&url).await }
+        async move { stream_call(&url, CALL, &[]).await }
     });
     // Ask the server to stop while the call is in progress.
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -1,0 +1,149 @@
+//! Writes a call into the store while it happens: the call row when the stream starts, each turn and
+//! event as the pipeline reports it, and the end (outcome, slots, recording) from the final report.
+//!
+//! Writes are retried with a short backoff so a briefly busy database (SQLite's writer lock, a
+//! PostgreSQL failover) costs nothing; what still fails is logged and the call goes on — a call
+//! never waits for its log.
+
+use std::future::Future;
+use std::time::Duration;
+
+use switchboard_call::{CallNote, CallReport, EndReason, EventRecord, LogEntry, TurnRecord};
+use switchboard_store::{CallEnd, CallStatus, Event, Speaker, StageTimings, Store, StoreError, Turn};
+use tokio::sync::mpsc;
+
+const ATTEMPTS: u32 = 5;
+
+/// Runs `op` until it succeeds or `ATTEMPTS` tries failed (100 ms, 200 ms, … between them).
+pub(crate) async fn retry<T, F, Fut>(what: &str, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=ATTEMPTS {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) if attempt == ATTEMPTS => {
+                tracing::error!("call log: {what} failed after {ATTEMPTS} attempts: {e}");
+            }
+            Err(e) => {
+                tracing::warn!("call log: {what} failed (attempt {attempt}), retrying: {e}");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    None
+}
+
+/// Consumes one call's log entries until the call drops its sender.
+pub(crate) async fn write_entries(
+    store: Store,
+    call_id: String,
+    mut entries: mpsc::UnboundedReceiver<LogEntry>,
+) {
+    let mut event_seq = 0i64;
+    while let Some(entry) = entries.recv().await {
+        match entry {
+            LogEntry::Turn(t) => {
+                let turn = turn_row(&t);
+                retry("writing a turn", || store.upsert_turn(&call_id, &turn)).await;
+            }
+            LogEntry::TurnDropped { seq } => {
+                retry("dropping an unheard turn", || {
+                    store.delete_turn(&call_id, i64::from(seq))
+                })
+                .await;
+            }
+            LogEntry::Event(e) => {
+                let event = event_row(event_seq, &e);
+                event_seq += 1;
+                retry("writing an event", || store.add_event(&call_id, &event)).await;
+            }
+        }
+    }
+}
+
+/// The final word on a call: every turn as the report has it (the last exchange's timings are only
+/// known at the end), then the call's end.
+pub(crate) async fn write_report(store: &Store, call_id: &str, report: &CallReport, end: CallEnd) {
+    for t in &report.turns {
+        let turn = turn_row(t);
+        retry("writing a turn", || store.upsert_turn(call_id, &turn)).await;
+    }
+    retry("finishing the call", || store.finish_call(call_id, &end)).await;
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn turn_row(t: &TurnRecord) -> Turn {
+    Turn {
+        seq: i64::from(t.seq),
+        speaker: match t.speaker {
+            switchboard_call::Speaker::Caller => Speaker::Caller,
+            switchboard_call::Speaker::Bot => Speaker::Bot,
+        },
+        text: t.text.clone(),
+        at_ms: ms(t.at),
+        interrupted: t.interrupted,
+        timings: t.timings.as_ref().map(|x| StageTimings {
+            speech_end_ms: ms(x.speech_end),
+            turn_end_ms: ms(x.turn_end),
+            transcript_ready_ms: x.transcript_ready.map(ms),
+            first_token_ms: x.first_token.map(ms),
+            first_audio_ms: x.first_audio.map(ms),
+            voice_to_voice_ms: x.voice_to_voice().map(ms),
+        }),
+    }
+}
+
+pub(crate) fn event_row(seq: i64, e: &EventRecord) -> Event {
+    let (kind, detail) = match &e.note {
+        CallNote::Dtmf { digit } => ("dtmf", Some(digit.to_string())),
+        CallNote::BargeIn { heard } => ("barge_in", Some(heard.clone())),
+        CallNote::Transfer { to, reason } => ("transfer", Some(format!("{to} ({reason})"))),
+        CallNote::OptOut => ("opt_out", None),
+        CallNote::Silence => ("silence", None),
+        CallNote::Error { message } => ("error", Some(message.clone())),
+    };
+    Event {
+        seq,
+        at_ms: ms(e.at),
+        kind: kind.to_string(),
+        detail,
+    }
+}
+
+/// The call's end as the store keeps it.
+pub(crate) fn call_end(report: &CallReport, ended_at: i64, recording: Option<String>) -> CallEnd {
+    let slots = match serde_json::to_value(&report.slots) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    CallEnd {
+        status: CallStatus::Completed,
+        ended_at,
+        duration_ms: ms(report.duration),
+        outcome: report.outcome.map(|o| o.as_str().to_string()),
+        slots,
+        hangup_reason: report.ended_by.as_ref().map(|r| {
+            match r {
+                EndReason::BotHungUp => "bot_hung_up",
+                EndReason::Transferred => "transferred",
+                EndReason::CallerHungUp => "caller_hung_up",
+                EndReason::Disconnected => "disconnected",
+            }
+            .to_string()
+        }),
+        transferred_to: report.transferred_to.clone(),
+        recording_path: recording,
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}

@@ -1,0 +1,170 @@
+//! The call log end to end, with the real server and models: a simulated call appears in the API
+//! and the `calls` commands with its transcript, outcome and recording; a server killed mid-call
+//! (SIGKILL) keeps the turns so far and, restarted, marks the call interrupted.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, sample, switchboard, text};
+use serde_json::Value;
+
+async fn api(server: &Server, key: &str, path: &str) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .get(format!("{}{path}", server.url))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    let body = r.bytes().await.expect("body");
+    (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_recording() {
+    let server = Server::start();
+    let key = server.api_key();
+    let url = server.url.clone();
+    let out =
+        tokio::task::spawn_blocking(move || switchboard(&["call", "--server", &url, "--audio", &sample()]))
+            .await
+            .expect("join");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+
+    let (status, list) = api(&server, &key, "/api/calls").await;
+    assert_eq!(status, 200, "{list}");
+    let calls = list["calls"].as_array().expect("calls");
+    assert_eq!(calls.len(), 1, "{list}");
+    let id = calls[0]["id"].as_str().expect("id").to_string();
+    assert_eq!(calls[0]["status"], "completed");
+    assert_eq!(calls[0]["outcome"], "resolved", "{list}");
+    assert_eq!(calls[0]["has_recording"], true);
+
+    let (_, call) = api(&server, &key, &format!("/api/calls/{id}")).await;
+    let turns = call["turns"].as_array().expect("turns");
+    let caller = turns
+        .iter()
+        .find(|t| t["speaker"] == "caller")
+        .unwrap_or_else(|| panic!("a caller turn: {call}"));
+    assert!(
+        caller["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("opening hours"),
+        "{caller}"
+    );
+    let v2v = caller["timings"]["voice_to_voice_ms"].as_i64().expect("latency");
+    assert!((1..5000).contains(&v2v), "{caller}");
+    assert!(
+        turns
+            .iter()
+            .any(|t| t["speaker"] == "bot" && t["text"].as_str().unwrap_or("").contains("Saturday from 8 AM")),
+        "{call}"
+    );
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/calls/{id}/recording", server.url))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("recording");
+    assert_eq!(r.status(), 200);
+    let wav = r.bytes().await.expect("wav");
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).expect("a WAV");
+    assert_eq!((reader.spec().channels, reader.spec().sample_rate), (2, 8000));
+    assert!(
+        reader.duration() > 8000 * 5,
+        "the whole call: {} frames",
+        reader.duration()
+    );
+
+    // The same call from the command line, straight from the store.
+    let dir = server.data_dir.to_str().expect("utf-8").to_string();
+    let out = switchboard(&["calls", "list", "--data-dir", &dir]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stdout.contains(&id) && stdout.contains("resolved"), "{stdout}");
+    let out = switchboard(&["calls", "show", &id, "--data-dir", &dir]);
+    let (stdout, _) = text(&out);
+    assert!(stdout.to_lowercase().contains("opening hours"), "{stdout}");
+    assert!(stdout.contains("answered in"), "{stdout}");
+    let out = switchboard(&["calls", "export", "--format", "csv", "--data-dir", &dir]);
+    let (stdout, _) = text(&out);
+    let mut rows = csv::Reader::from_reader(stdout.as_bytes());
+    let records: Vec<csv::StringRecord> = rows.records().map(|r| r.expect("csv row")).collect();
+    assert_eq!(records.len(), 1, "{stdout}");
+    assert_eq!(&records[0][0], id.as_str());
+    assert!(
+        records[0][14].to_lowercase().contains("opening hours"),
+        "{stdout}"
+    );
+    let out = switchboard(&["calls", "export", "--format", "json", "--data-dir", &dir]);
+    let exported: Value = serde_json::from_slice(&out.stdout).expect("JSON export");
+    assert_eq!(exported[0]["id"], id.as_str());
+    assert_eq!(exported[0]["turns"], call["turns"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_killed_mid_call_keeps_the_turns_and_marks_the_call_interrupted_on_restart() {
+    let mut server = Server::start();
+    let key = server.api_key();
+    // The caller asks, then stays on the line (silence) while the bot answers.
+    let mut caller = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["call", "--server", &server.url, "--audio", &sample()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the simulator starts");
+
+    // Wait until the caller's question is in the log, then kill the server like a crash would.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let id = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the caller's turn never reached the log"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (_, list) = api(&server, &key, "/api/calls").await;
+        let Some(id) = list["calls"][0]["id"].as_str().map(str::to_string) else {
+            continue;
+        };
+        let (_, call) = api(&server, &key, &format!("/api/calls/{id}")).await;
+        let has_question = call["turns"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["speaker"] == "caller"));
+        if has_question {
+            assert_eq!(call["status"], "in_progress");
+            break id;
+        }
+    };
+    server.kill();
+    let _ = caller.kill();
+    let _ = caller.wait();
+
+    let server = Server::start_in(server.data_dir.clone());
+    let (status, call) = api(&server, &key, &format!("/api/calls/{id}")).await;
+    assert_eq!(status, 200, "{call}");
+    assert_eq!(call["status"], "interrupted", "{call}");
+    assert_eq!(call["hangup_reason"], "interrupted");
+    assert!(call["ended_at"].as_i64().is_some() && call["duration_ms"].as_i64().is_some());
+    let turns = call["turns"].as_array().expect("turns");
+    assert_eq!(turns[0]["speaker"], "bot", "the greeting survived: {call}");
+    let question = turns
+        .iter()
+        .find(|t| t["speaker"] == "caller")
+        .unwrap_or_else(|| panic!("the caller's turn survived: {call}"));
+    assert!(
+        question["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("hours"),
+        "{question}"
+    );
+    let (_, list) = api(&server, &key, "/api/calls?status=interrupted").await;
+    assert_eq!(list["calls"].as_array().map(Vec::len), Some(1), "{list}");
+}

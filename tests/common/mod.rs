@@ -1,0 +1,105 @@
+//! Shared by the black-box tests: running the binary, and `switchboard serve` on a free port.
+
+#![allow(dead_code)] // each test file uses its own part
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Runs `switchboard ARGS` from the checkout, with a data directory of its own for in-process calls.
+pub fn switchboard(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("RUST_BACKTRACE", "0")
+        .env(
+            "SWITCHBOARD_DATA_DIR",
+            std::env::temp_dir().join("switchboard-test-data"),
+        )
+        .output()
+        .expect("the binary runs")
+}
+
+pub fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The bundled caller recording: "could you tell me your opening hours on Saturday?"
+pub fn sample() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("samples/caller-hours.wav")
+        .display()
+        .to_string()
+}
+
+/// `switchboard serve` on a free port with its own data directory; killed (SIGKILL) on drop.
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_in(tempfile::tempdir().expect("temp dir").keep())
+    }
+
+    /// Starts on `data_dir` (a restart keeps the call log there).
+    pub fn start_in(data_dir: PathBuf) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--port", "0", "--data-dir"])
+            .arg(&data_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("RUST_BACKTRACE", "0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("serve prints its address").expect("utf-8");
+            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
+                break rest.split_whitespace().next().expect("url").to_string();
+            }
+        };
+        Server { child, url, data_dir }
+    }
+
+    /// Creates an API key with `switchboard keys create` on this server's data directory.
+    pub fn api_key(&self) -> String {
+        let out = switchboard(&[
+            "keys",
+            "create",
+            "--name",
+            "test",
+            "--data-dir",
+            self.data_dir.to_str().expect("utf-8 path"),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        let key = stdout
+            .lines()
+            .last()
+            .expect("the key is printed")
+            .trim()
+            .to_string();
+        assert!(key.starts_with("sb_"), "{stdout}");
+        key
+    }
+
+    /// Like a crash: SIGKILL, no chance to finish anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
