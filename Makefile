@@ -27,6 +27,7 @@ SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 run: setup build
 	$(BIN) models fetch $(RUN_MODELS)
 	$(BIN) call --audio samples/caller-hours.wav --record data/demo-call.wav
+	$(BIN) calls list --limit 5
 
 ## Command 2: set up, then check formatting and lints and run the whole test suite (the call log's tests
 ## run on SQLite and on a PostgreSQL server started on loopback by scripts/test-postgres.sh).

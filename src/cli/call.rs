@@ -54,6 +54,10 @@ pub struct CallArgs {
     /// barge-in), instead of waiting for it to finish.
     #[arg(long)]
     pub interrupt_after: Option<f64>,
+    /// With `--server`: an API key (default: $SWITCHBOARD_API_KEY) to read the call back from the
+    /// server's call log and print it (transcript, timings, outcome).
+    #[arg(long)]
+    pub api_key: Option<String>,
     /// Hang up after this many seconds whatever happens.
     #[arg(long, default_value_t = 90.0)]
     pub max_seconds: f64,
@@ -476,14 +480,61 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("recording: {}", path.display());
         }
+        let api_key = args
+            .api_key
+            .clone()
+            .or_else(|| std::env::var("SWITCHBOARD_API_KEY").ok());
         if let Some(state) = state {
             let report = wait_for_report(&state, &result.call_sid).await?;
             print_report(&report);
+        } else if let Some(key) = api_key {
+            let call = logged_call(&sim.base_url, &key, &result.call_sid).await?;
+            super::calls::print_call(&call);
         } else {
-            println!("the server's log has the call's outcome and latencies");
+            println!("the server's call log has the call (`--api-key` prints it from there)");
         }
         Ok(())
     })
+}
+
+/// The server's call log entry for `call_sid` once the call has ended there, through the API.
+async fn logged_call(
+    base_url: &str,
+    key: &str,
+    call_sid: &str,
+) -> anyhow::Result<switchboard_store::CallDetail> {
+    let client = reqwest::Client::new();
+    let get = |path: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .get(format!("{}{path}", base_url.trim_end_matches('/')))
+                .bearer_auth(key)
+                .send()
+                .await
+                .context("asking the call log API")?;
+            anyhow::ensure!(
+                r.status().is_success(),
+                "the call log API answered {} for {path}",
+                r.status()
+            );
+            let body = r.bytes().await.context("reading the call log API's answer")?;
+            Ok::<_, anyhow::Error>(body)
+        }
+    };
+    // The server finishes writing the call just after the stream closes.
+    for _ in 0..100 {
+        let page: switchboard_store::CallPage =
+            serde_json::from_slice(&get("/api/calls?limit=50".into()).await?).context("the call list")?;
+        if let Some(summary) = page.calls.iter().find(|c| c.provider_call_id == call_sid)
+            && summary.status != switchboard_store::CallStatus::InProgress
+        {
+            let detail = get(format!("/api/calls/{}", summary.id)).await?;
+            return serde_json::from_slice(&detail).context("the call");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("call {call_sid} did not show up as ended in the server's call log")
 }
 
 /// The in-process server's report of `call_sid`, once the call task has finished.

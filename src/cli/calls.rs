@@ -208,7 +208,7 @@ fn print_list(calls: &[CallSummary]) {
     }
 }
 
-fn print_call(d: &CallDetail) {
+pub fn print_call(d: &CallDetail) {
     let c = &d.call;
     println!("call {} ({})", c.id, c.provider_call_id);
     println!(
