@@ -64,6 +64,14 @@ async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_
     assert!(ms("speech_end_ms") < ms("turn_end_ms"), "{caller}");
     assert!(ms("turn_end_ms") <= ms("transcript_ready_ms"), "{caller}");
     assert!(ms("transcript_ready_ms") <= ms("first_audio_ms"), "{caller}");
+    // A turn starts when it is heard: the caller's first word (the question lasts ~4 s), each bot line
+    // at its first audio, so turns follow one another in time.
+    assert!(
+        caller["at_ms"].as_i64().expect("at") + 2000 < ms("speech_end_ms"),
+        "{caller}"
+    );
+    let starts: Vec<i64> = turns.iter().filter_map(|t| t["at_ms"].as_i64()).collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
     // (each is rounded to the millisecond on its own)
     let span = ms("first_audio_ms") - ms("speech_end_ms");
     assert!((ms("voice_to_voice_ms") - span).abs() <= 1, "{caller}");

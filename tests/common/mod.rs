@@ -35,6 +35,24 @@ pub fn sample() -> String {
         .to_string()
 }
 
+/// Reads `child`'s stdout until a line yields something to `find`, then keeps draining it in the
+/// background so the child never blocks (or fails) writing to a full or closed pipe.
+pub fn first_line<T>(child: &mut Child, what: &str, find: impl Fn(&str) -> Option<T>) -> T {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let mut seen = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = lines.read_line(&mut line).expect("stdout reads");
+        assert!(n > 0, "{what} exited without saying what it should:\n{seen}");
+        if let Some(found) = find(line.trim()) {
+            std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+            return found;
+        }
+        seen.push_str(&line);
+    }
+}
+
 /// `switchboard serve` on a free port with its own data directory; killed (SIGKILL) on drop.
 pub struct Server {
     pub child: Child,
@@ -58,14 +76,10 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().expect("serve prints its address").expect("utf-8");
-            if let Some(rest) = line.strip_prefix("switchboard listening on ") {
-                break rest.split_whitespace().next().expect("url").to_string();
-            }
-        };
+        let url = first_line(&mut child, "serve", |line| {
+            let rest = line.strip_prefix("switchboard listening on ")?;
+            rest.split_whitespace().next().map(str::to_string)
+        });
         Server { child, url, data_dir }
     }
 

@@ -15,6 +15,8 @@ pub enum Speaker {
 /// When the stages of one exchange happened, as offsets from the start of the call.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TurnTimings {
+    /// The caller started speaking.
+    pub speech_start: Duration,
     /// The caller stopped speaking (in the audio, not when the silence confirmed it).
     pub speech_end: Duration,
     /// The end of the turn was detected (after the end-of-turn silence).
@@ -42,7 +44,8 @@ pub struct TurnRecord {
     pub speaker: Speaker,
     /// For the bot, only what the caller heard when they interrupted.
     pub text: String,
-    /// When it started, from the start of the call.
+    /// When it started, from the start of the call: the caller's first word, or the first audio of
+    /// the bot's line.
     pub at: Duration,
     /// The bot was interrupted (barge-in) before finishing this line.
     pub interrupted: bool,

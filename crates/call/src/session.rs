@@ -277,6 +277,8 @@ struct Call<S, L, T> {
     ending: Option<(Ending, Option<Instant>)>,
     report: CallReport,
     next_turn_seq: u32,
+    /// Bot lines (turn indexes) whose first frame went out.
+    lines_started: std::collections::HashSet<usize>,
     caller_track: Vec<i16>,
     bot_track: Vec<i16>,
 }
@@ -342,6 +344,7 @@ where
         ending: None,
         report: CallReport::new(),
         next_turn_seq: 0,
+        lines_started: std::collections::HashSet::new(),
         caller_track: Vec::new(),
         bot_track: Vec::new(),
     };
@@ -579,14 +582,16 @@ where
             }
             TurnAction::TurnEnded {
                 samples,
+                start,
                 end,
                 speculation,
-                ..
             } => {
                 let now = self.now();
                 // The turn ended `position - end` ago in the audio; that much before now in real time.
-                let lag = self.turns.position().saturating_sub(end);
+                let position = self.turns.position();
+                let lag = position.saturating_sub(end);
                 let timings = TurnTimings {
+                    speech_start: now.saturating_sub(position.saturating_sub(start)),
                     speech_end: now.saturating_sub(lag),
                     turn_end: now,
                     ..TurnTimings::default()
@@ -634,7 +639,7 @@ where
         match result {
             Ok(t) if !t.text.trim().is_empty() => {
                 let text = t.text.trim().to_string();
-                let index = self.push_turn(Speaker::Caller, text.clone(), timings.speech_end);
+                let index = self.push_turn(Speaker::Caller, text.clone(), timings.speech_start);
                 self.log_turn(index);
                 self.exchange = Some((index, timings));
                 self.step(Input::Utterance(text));
@@ -822,6 +827,16 @@ where
     /// Sends the next frame, runs timers; `true` when the call is over.
     async fn on_tick(&mut self) -> bool {
         if let Some((id, frame)) = self.player.frames.pop_front() {
+            // A bot line starts when the caller starts hearing it, not when it was queued.
+            if let Some(turn) = self.phrases.get(&id).map(|p| p.turn)
+                && self.lines_started.insert(turn)
+            {
+                let now = self.now();
+                if let Some(record) = self.report.turns.get_mut(turn) {
+                    record.at = now;
+                }
+                self.log_turn(turn);
+            }
             if let Some((_, t)) = &mut self.exchange
                 && t.first_audio.is_none()
             {

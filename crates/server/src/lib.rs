@@ -14,6 +14,7 @@ mod api;
 mod calllog;
 mod media;
 mod metrics;
+mod web;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -162,8 +163,17 @@ where
         .route("/health", get(|| async { "ok" }))
         .route("/metrics", get(metrics_text::<S, L, T>))
         .merge(api::routes(api))
+        .merge(web::routes())
+        // Webhook forms are a few hundred bytes and the API takes no bodies: anything big is abuse.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
+
+/// Largest request body accepted (413 beyond it).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest media stream message accepted: a 20 ms media frame is about 300 bytes of JSON, a `start`
+/// with custom parameters a few kilobytes.
+pub const MAX_WS_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Prometheus text format. Unauthenticated like most scrape targets: it holds counts and timings,
 /// never a number or a word of a call.
@@ -359,7 +369,10 @@ where
             ApiError::Forbidden
         },
     )?;
-    Ok(ws.on_upgrade(move |socket| media::session(socket, state)))
+    Ok(ws
+        .max_message_size(MAX_WS_MESSAGE_BYTES)
+        .max_frame_size(MAX_WS_MESSAGE_BYTES)
+        .on_upgrade(move |socket| media::session(socket, state)))
 }
 
 pub use api::ApiDoc;

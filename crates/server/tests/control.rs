@@ -168,3 +168,63 @@ async fn shutdown_lets_the_call_in_progress_finish() {
     assert_eq!(finished.len(), 1, "the call finished and was logged");
     assert_eq!(finished[0].1.ended_by, Some(EndReason::Transferred));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_webhooks_and_stream_messages_are_refused() {
+    let (url, state) = server(setup(None)).await;
+    // A signed status callback padded past the body limit: 413, and nothing changes.
+    let target = format!("{url}/twilio/status");
+    let pad = "x".repeat(switchboard_server::MAX_BODY_BYTES);
+    let form: Vec<(String, String)> = [
+        ("AccountSid", ACCOUNT),
+        ("CallSid", CALL),
+        ("CallStatus", "completed"),
+        ("SequenceNumber", "1"),
+        ("Padding", pad.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let sig = signature::sign(&AuthToken::new(TOKEN), &target, &form);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let r = reqwest::Client::new()
+        .post(&target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(signature::HEADER, sig)
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 413);
+    assert!(state.call_status(CALL).is_none(), "nothing was recorded");
+
+    // A media stream message past the limit closes that stream; the server goes on.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws_url = format!("{}/twilio/media", url.replace("http://", "ws://"));
+    let mut request = ws_url.as_str().into_client_request().expect("request");
+    let sig = signature::sign::<&str, &str>(&AuthToken::new(TOKEN), &ws_url, &[]);
+    request
+        .headers_mut()
+        .insert(signature::HEADER, sig.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    let huge = "y".repeat(switchboard_server::MAX_WS_MESSAGE_BYTES + 1);
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::Text(huge.into()))
+        .await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) => break,
+                Some(Ok(m)) if m.is_close() => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream was closed");
+    stream_call(&url, CALL, &[]).await;
+    assert_eq!(state.finished_calls().len(), 1, "the next call works");
+}
