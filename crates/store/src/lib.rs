@@ -1,4 +1,5 @@
-//! The call log on SQLite (embedded default) or PostgreSQL (when one machine is not enough).
+//! The call log and outbound campaigns on SQLite (embedded default) or PostgreSQL (when one machine
+//! is not enough).
 //!
 //! Why it is cut this way:
 //! - **One set of migrations and queries for both databases.** sqlx's `Any` driver runs the same SQL on
@@ -26,10 +27,18 @@
 //! - Deleting a call deletes its turns and events explicitly in the same transaction, besides the
 //!   schema's `ON DELETE CASCADE`, so nothing depends on SQLite's per-connection foreign-key switch.
 //!
+//! - **Campaign state lives here, never only in memory**: campaigns, contacts, attempts (a claim is
+//!   an attempt row, so `UNIQUE (contact_id, number)` makes a double dial of one attempt impossible),
+//!   the do-not-call list and every scheduling decision with its reason. Claiming is one
+//!   transaction (`FOR UPDATE SKIP LOCKED` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), the one
+//!   place the two backends get different SQL.
+//!
 //! Layout: `store` opens and migrates, `calls` is the log itself, `stats` the aggregates, `keys`
-//! the API keys; `cursor`, `sql` and `time` are the small pure pieces they share.
+//! the API keys, `campaigns` (+ `campaign_model`) the outbound side; `cursor`, `sql` and `time` are the small pure pieces they share.
 
 mod calls;
+mod campaign_model;
+mod campaigns;
 mod cursor;
 mod error;
 mod keys;
@@ -40,6 +49,7 @@ mod store;
 mod time;
 
 pub use calls::MAX_PAGE;
+pub use campaign_model::*;
 pub use cursor::CURSOR_PATTERN;
 pub use error::StoreError;
 pub use model::*;

@@ -1,133 +1,21 @@
-//! The store against both databases: every scenario runs on SQLite (a file in a temporary
-//! directory) and on PostgreSQL (a fresh database per test, made through the server named by
-//! `SWITCHBOARD_TEST_POSTGRES_URL`; `scripts/test-postgres.sh` starts one and prints its URL).
-//! Without that variable the PostgreSQL tests fail rather than skip: a green run must mean both
-//! backends were exercised.
+//! The call log against both databases: every scenario runs on SQLite and on PostgreSQL (see
+//! `common` for how each test gets its database).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::{AnyPool, Connection, Executor, Row};
+use sqlx::{AnyPool, Connection, Row};
 use switchboard_store::{
     CallDetail, CallEnd, CallFilter, CallStatus, CallSummary, Direction, Event, Millis, NewCall, Speaker,
     StageTimings, Store, StoreError, Turn, parse_time,
 };
-use tempfile::TempDir;
 
-const PG_ENV: &str = "SWITCHBOARD_TEST_POSTGRES_URL";
+#[macro_use]
+mod common;
 
-/// A database for one test, and how to get rid of it.
-struct TestDb {
-    url: String,
-    backend: Backend,
-}
-
-enum Backend {
-    Sqlite { _dir: TempDir },
-    Postgres { admin_url: String, name: String },
-}
-
-impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().unwrap();
-        // A directory that does not exist yet: opening must make it.
-        let url = format!("sqlite://{}/log/dir/calls.db", dir.path().display());
-        TestDb {
-            url,
-            backend: Backend::Sqlite { _dir: dir },
-        }
-    }
-
-    async fn postgres() -> TestDb {
-        let admin_url = std::env::var(PG_ENV).unwrap_or_else(|_| {
-            panic!(
-                "{PG_ENV} is not set, so the PostgreSQL half of the store tests cannot run. Start the \
-                 test server and export its URL:\n  export {PG_ENV}=\"$(scripts/test-postgres.sh)\""
-            )
-        });
-        let name = format!("sb_{}", uuid::Uuid::now_v7().simple());
-        sqlx::any::install_default_drivers();
-        let mut admin = sqlx::AnyConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("cannot reach {PG_ENV} (run scripts/test-postgres.sh): {e}"));
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        admin.close().await.unwrap();
-        TestDb {
-            url: with_database(&admin_url, &name),
-            backend: Backend::Postgres { admin_url, name },
-        }
-    }
-
-    async fn open(&self) -> Store {
-        Store::open(&self.url).await.unwrap()
-    }
-
-    /// Plain SQL access, to look at what the store wrote.
-    async fn raw(&self) -> AnyPool {
-        sqlx::any::install_default_drivers();
-        AnyPool::connect(&self.url).await.unwrap()
-    }
-
-    async fn drop_database(self) {
-        if let Backend::Postgres { admin_url, name } = &self.backend {
-            let mut admin = sqlx::AnyConnection::connect(admin_url).await.unwrap();
-            admin
-                .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-                .await
-                .unwrap();
-            admin.close().await.unwrap();
-        }
-    }
-}
-
-/// `postgres://u:p@host:port/db?x` with another database name.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let authority = base.find("://").unwrap() + 3;
-    let server = match base[authority..].find('/') {
-        Some(slash) => &base[..authority + slash],
-        None => base,
-    };
-    match query {
-        Some(q) => format!("{server}/{name}?{q}"),
-        None => format!("{server}/{name}"),
-    }
-}
-
-/// Each scenario below becomes `sqlite::name` and `postgres::name`.
-macro_rules! on_both_backends {
-    ($($scenario:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::sqlite();
-                    super::$scenario(&db).await;
-                    db.drop_database().await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $scenario() {
-                    let db = super::TestDb::postgres().await;
-                    super::$scenario(&db).await;
-                    db.drop_database().await;
-                }
-            )*
-        }
-    };
-}
+use common::{TestDb, with_database};
 
 on_both_backends!(
     reopening_runs_migrations_again_harmlessly,
