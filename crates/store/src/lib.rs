@@ -34,7 +34,8 @@
 //!   place the two backends get different SQL.
 //!
 //! Layout: `store` opens and migrates, `calls` is the log itself, `stats` the aggregates, `keys`
-//! the API keys, `campaigns` (+ `campaign_model`) the outbound side; `cursor`, `sql` and `time` are the small pure pieces they share.
+//! the API keys, `campaigns` (+ `campaign_model`) the outbound side; `cursor`, `sql` and `time` are
+//! the small pure pieces they share.
 
 mod calls;
 mod campaign_model;
