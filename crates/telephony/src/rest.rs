@@ -5,12 +5,15 @@
 //!
 //! # Retries
 //! A request is retried, with exponential backoff, only when it certainly did not take effect or the
-//! provider asked for it to be retried: the connection could not be opened, the provider answered 5xx, or
-//! it answered 429 (waiting as long as its `Retry-After` says). A 4xx is the provider's verdict on the
-//! request and is returned at once. A request that was sent but timed out, or whose connection broke
-//! mid-way, is *not* retried: creating a call is not idempotent, and a second attempt could ring a
-//! customer twice; the caller gets [`RestError::Timeout`] / [`RestError::Unavailable`] and can look the
-//! call up before trying again.
+//! provider asked for it to be retried: the connection could not be opened, or it answered 429 (waiting
+//! as long as its `Retry-After` says). A 4xx is the provider's verdict on the request and is returned at
+//! once. A request that was sent but timed out, or whose connection broke mid-way, is *not* retried.
+//!
+//! A 5xx is retried for requests that may safely happen twice (changing a live call, listing calls),
+//! but not for creating one: a server error does not say whether the call was queued before the
+//! failure, and a second attempt could ring a customer twice. [`RestClient::create_call`] returns
+//! [`RestError::Unavailable`] / [`RestError::Timeout`] instead, and the caller settles the doubt with
+//! [`RestClient::find_calls`] (the provider's call list for that number since the attempt began).
 
 use std::time::Duration;
 
@@ -258,7 +261,7 @@ impl CallUpdate {
     }
 }
 
-/// The provider's view of a call, as returned by create and update.
+/// The provider's view of a call, as returned by create, update and the call list.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CallResource {
     pub sid: String,
@@ -272,6 +275,33 @@ pub struct CallResource {
     /// `outbound-api` for calls placed here; kept as text so a new value does not fail the whole answer.
     #[serde(default)]
     pub direction: Option<String>,
+    /// When the provider created the call, RFC 2822 (`Tue, 24 Nov 2026 03:56:05 +0000`).
+    #[serde(default)]
+    pub date_created: Option<String>,
+}
+
+impl CallResource {
+    /// [`CallResource::date_created`] as seconds since the Unix epoch, when it is there and valid.
+    pub fn created_unix_seconds(&self) -> Option<i64> {
+        let text = self.date_created.as_deref()?;
+        jiff::fmt::rfc2822::parse(text)
+            .ok()
+            .map(|z| z.timestamp().as_second())
+    }
+}
+
+/// One page of the provider's call list.
+#[derive(Deserialize)]
+struct CallList {
+    #[serde(default)]
+    calls: Vec<CallResource>,
+}
+
+/// Whether a request may safely reach the provider twice (see the module docs on retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeatable {
+    Yes,
+    No,
 }
 
 /// The provider's JSON error body.
@@ -334,9 +364,45 @@ impl RestClient {
     }
 
     /// Places a call. The answer is normally `queued`; what follows arrives on the status callback.
+    /// A 5xx is not retried (the call may exist): see the module docs.
     pub async fn create_call(&self, call: &CreateCall) -> Result<CallResource, RestError> {
-        self.post(format!("{}.json", self.calls_url), call.to_form())
-            .await
+        self.send(
+            reqwest::Method::POST,
+            format!("{}.json", self.calls_url),
+            Some(call.to_form()),
+            Repeatable::No,
+        )
+        .await
+    }
+
+    /// Calls to `to` created at or after `since_unix_seconds`, newest first: settles whether a
+    /// create that failed with a timeout or a 5xx placed a call after all. The provider filters by
+    /// day (`StartTime>=YYYY-MM-DD`); the exact time is checked here from `date_created`, and a call
+    /// without one is kept (when in doubt, assume it exists).
+    pub async fn find_calls(
+        &self,
+        to: &str,
+        since_unix_seconds: i64,
+    ) -> Result<Vec<CallResource>, RestError> {
+        let day = jiff::Timestamp::from_second(since_unix_seconds)
+            .map_err(|e| RestError::Config(format!("time {since_unix_seconds}: {e}")))?
+            .strftime("%Y-%m-%d")
+            .to_string();
+        let mut url =
+            Url::parse(&format!("{}.json", self.calls_url)).map_err(|e| RestError::Config(e.to_string()))?;
+        url.query_pairs_mut()
+            .append_pair("To", to)
+            .append_pair("StartTime>", &day)
+            .append_pair("PageSize", "50");
+        // The provider's filter is spelled `StartTime>=DAY`: a parameter named `StartTime>`.
+        let list: CallList = self
+            .send(reqwest::Method::GET, url.into(), None, Repeatable::Yes)
+            .await?;
+        Ok(list
+            .calls
+            .into_iter()
+            .filter(|c| c.created_unix_seconds().is_none_or(|t| t >= since_unix_seconds))
+            .collect())
     }
 
     /// Changes a live call: new TwiML, a redirect, or hanging up.
@@ -346,17 +412,35 @@ impl RestClient {
                 sid: call_sid.chars().take(64).collect(),
             });
         }
-        self.post(format!("{}/{call_sid}.json", self.calls_url), update.to_form())
-            .await
+        // Hanging up or redirecting twice has the effect of doing it once.
+        self.send(
+            reqwest::Method::POST,
+            format!("{}/{call_sid}.json", self.calls_url),
+            Some(update.to_form()),
+            Repeatable::Yes,
+        )
+        .await
     }
 
-    async fn post(&self, url: String, body: String) -> Result<CallResource, RestError> {
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        url: String,
+        body: Option<String>,
+        repeatable: Repeatable,
+    ) -> Result<T, RestError> {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let outcome = self.attempt(&url, &body).await;
+            let outcome = self.attempt(&method, &url, body.as_deref(), repeatable).await;
             let (wait, last) = match outcome {
-                Attempt::Done(result) => return result,
+                Attempt::Done(Ok((status, bytes))) => {
+                    return serde_json::from_slice::<T>(&bytes).map_err(|e| RestError::BadResponse {
+                        status,
+                        message: format!("not the expected resource ({e}): {}", snippet(&bytes)),
+                    });
+                }
+                Attempt::Done(Err(e)) => return Err(e),
                 Attempt::Broken(last) => return Err(RestError::Unavailable { attempts, last }),
                 Attempt::RetryAfter(wait, last) => (wait, last),
             };
@@ -379,16 +463,24 @@ impl RestClient {
         }
     }
 
-    async fn attempt(&self, url: &str, body: &str) -> Attempt {
-        let sent = self
+    async fn attempt(
+        &self,
+        method: &reqwest::Method,
+        url: &str,
+        body: Option<&str>,
+        repeatable: Repeatable,
+    ) -> Attempt {
+        let mut request = self
             .http
-            .post(url)
+            .request(method.clone(), url)
             .basic_auth(&self.account_sid, Some(self.token.expose()))
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body.to_owned())
-            .send()
-            .await;
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(body) = body {
+            request = request
+                .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body.to_owned());
+        }
+        let sent = request.send().await;
         let response = match sent {
             Ok(response) => response,
             // Checked first: a connect timeout is also a timeout, but nothing was sent.
@@ -419,7 +511,10 @@ impl RestClient {
         }
         if status.is_server_error() {
             let last = format!("HTTP {status}: {}", error_message(&bytes).1);
-            return Attempt::RetryAfter(None, Retryable::Failed(last));
+            return match repeatable {
+                Repeatable::Yes => Attempt::RetryAfter(None, Retryable::Failed(last)),
+                Repeatable::No => Attempt::Broken(last),
+            };
         }
         if status.is_client_error() {
             let (code, message) = error_message(&bytes);
@@ -436,18 +531,15 @@ impl RestClient {
                 message,
             }));
         }
-        Attempt::Done(
-            serde_json::from_slice::<CallResource>(&bytes).map_err(|e| RestError::BadResponse {
-                status: status.as_u16(),
-                message: format!("not a call resource ({e}): {}", snippet(&bytes)),
-            }),
-        )
+        Attempt::Done(Ok((status.as_u16(), bytes.to_vec())))
     }
 }
 
 enum Attempt {
-    Done(Result<CallResource, RestError>),
-    /// Sent, but the connection broke before an answer: it may have taken effect, so no retry.
+    /// The status and body of a success, or the error that ends the request.
+    Done(Result<(u16, Vec<u8>), RestError>),
+    /// Sent, and it may have taken effect (the connection broke before an answer, or a server
+    /// error on a request that must not happen twice): no retry.
     Broken(String),
     /// Try again after the given wait (or the policy's backoff).
     RetryAfter(Option<Duration>, Retryable),
@@ -543,6 +635,7 @@ mod tests {
     struct Seen {
         method: String,
         path: String,
+        query: Option<String>,
         authorization: Option<String>,
         content_type: Option<String>,
         body: String,
@@ -577,6 +670,7 @@ mod tests {
         let seen = Seen {
             method: parts.method.to_string(),
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().map(str::to_owned),
             authorization: header("authorization"),
             content_type: header("content-type"),
             body: String::from_utf8_lossy(&body).into_owned(),
@@ -693,19 +787,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn create_call_retries_5xx_then_succeeds() -> Result<(), RestError> {
-        let (provider, client) = start(vec![
-            reply(500, r#"{"message":"oops"}"#),
-            reply(503, ""),
-            reply(201, CREATED),
-        ])
-        .await;
+    async fn create_call_sends_the_form_with_basic_auth() -> Result<(), RestError> {
+        let (provider, client) = start(vec![reply(201, CREATED)]).await;
         let call = client.create_call(&reference_call()).await?;
         assert_eq!(call.sid, "CA00000000000000000000000000000009");
         assert_eq!(call.status, CallStatus::Queued);
         assert_eq!(call.direction.as_deref(), Some("outbound-api"));
         let seen = seen(&provider);
-        assert_eq!(seen.len(), 3, "two 5xx then 201");
+        assert_eq!(seen.len(), 1);
         let expected_auth = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{SID}:{TOKEN}"))
@@ -774,10 +863,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn persistent_5xx_gives_up_after_max_attempts() {
+    async fn a_5xx_on_create_is_not_retried_the_call_may_exist() {
+        let (provider, client) = start(vec![reply(500, r#"{"message":"oops"}"#), reply(201, CREATED)]).await;
+        let err = client.create_call(&reference_call()).await.expect_err("500");
+        assert!(
+            matches!(&err, RestError::Unavailable { attempts: 1, last } if last.contains("500") && last.contains("oops")),
+            "{err:?}"
+        );
+        assert_eq!(seen(&provider).len(), 1, "one request: a second could ring twice");
+    }
+
+    #[tokio::test]
+    async fn update_call_retries_5xx_then_succeeds() -> Result<(), RestError> {
+        let (provider, client) = start(vec![reply(500, "{}"), reply(503, ""), reply(200, CREATED)]).await;
+        let call = client
+            .update_call("CA00000000000000000000000000000009", &CallUpdate::Hangup)
+            .await?;
+        assert_eq!(call.sid, "CA00000000000000000000000000000009");
+        assert_eq!(seen(&provider).len(), 3, "two 5xx then 200");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn persistent_5xx_on_an_update_gives_up_after_max_attempts() {
         let (provider, client) = start(vec![]).await;
         let err = client
-            .create_call(&reference_call())
+            .update_call("CA00000000000000000000000000000009", &CallUpdate::Hangup)
             .await
             .expect_err("always 500");
         assert!(
@@ -785,6 +896,33 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(seen(&provider).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn find_calls_asks_by_number_and_day_and_keeps_calls_since_the_time() -> Result<(), RestError> {
+        // 2026-11-24T03:56:05Z = 1795492565.
+        let list = r#"{"calls": [
+            {"sid": "CA1", "status": "in-progress", "to": "+15005550006", "date_created": "Tue, 24 Nov 2026 03:57:00 +0000"},
+            {"sid": "CA2", "status": "completed", "to": "+15005550006", "date_created": "Tue, 24 Nov 2026 03:50:00 +0000"},
+            {"sid": "CA3", "status": "queued", "to": "+15005550006"}
+        ], "page": 0, "page_size": 50}"#;
+        let (provider, client) = start(vec![reply(500, "{}"), reply(200, list)]).await;
+        let found = client.find_calls("+15005550006", 1_795_492_565).await?;
+        let sids: Vec<&str> = found.iter().map(|c| c.sid.as_str()).collect();
+        assert_eq!(
+            sids,
+            ["CA1", "CA3"],
+            "the older call is not this attempt's; undated ones are kept"
+        );
+        let seen = seen(&provider);
+        assert_eq!(seen.len(), 2, "a list is safe to ask twice");
+        assert_eq!(seen[1].method, "GET");
+        assert_eq!(seen[1].path, format!("/2010-04-01/Accounts/{SID}/Calls.json"));
+        assert_eq!(
+            seen[1].query.as_deref(),
+            Some("To=%2B15005550006&StartTime%3E=2026-11-24&PageSize=50")
+        );
+        Ok(())
     }
 
     #[tokio::test]
