@@ -12,6 +12,7 @@
 
 mod api;
 mod calllog;
+pub mod dialer;
 mod media;
 mod metrics;
 mod web;
