@@ -6,11 +6,10 @@
 //! checked, so the store never writes a campaign it would refuse to run.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Millis, UnknownVariant};
+use crate::Millis;
 
 /// Minutes since local midnight.
 pub type Minute = u16;
@@ -646,39 +645,6 @@ mod opt_date {
             .map(|text| text.parse().map_err(serde::de::Error::custom))
             .transpose()
     }
-}
-
-/// The enums stored as TEXT, spelled as serde spells them (a test checks it).
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $name {
-            /// Every variant, for exhaustive tests.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownVariant;
-
-            fn from_str(s: &str) -> Result<Self, UnknownVariant> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownVariant { what: stringify!($name), value: s.to_string() }),
-                }
-            }
-        }
-    };
 }
 
 text_enum!(CampaignStatus {

@@ -37,6 +37,9 @@
 //! the API keys, `campaigns` (+ `campaign_model`) the outbound side; `cursor`, `sql` and `time` are
 //! the small pure pieces they share.
 
+#[macro_use]
+mod text_enum;
+
 mod calls;
 mod campaign_model;
 mod campaigns;

@@ -1,8 +1,5 @@
 //! The rows of the call log, as the API serves them.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -234,40 +231,6 @@ pub fn format_time(ms: Millis) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_else(|_| ms.to_string())
-}
-
-/// The enums the database stores as TEXT, spelled as serde spells them (checked by a test), so a
-/// row reads the same in SQL as in the API.
-macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $name {
-            /// Every variant, for exhaustive tests.
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = UnknownVariant;
-
-            fn from_str(s: &str) -> Result<Self, UnknownVariant> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownVariant { what: stringify!($name), value: s.to_string() }),
-                }
-            }
-        }
-    };
 }
 
 text_enum!(Direction { Inbound => "inbound", Outbound => "outbound" });
