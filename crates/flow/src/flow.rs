@@ -21,6 +21,7 @@ pub struct Flow {
     pub(crate) slots: BTreeMap<String, Slot>,
     pub(crate) tables: BTreeMap<String, Table>,
     pub(crate) understand_with_model: bool,
+    pub(crate) voicemail: Option<Template>,
     pub(crate) global: Global,
     pub(crate) start: String,
     pub(crate) steps: BTreeMap<String, Step>,
@@ -198,6 +199,15 @@ impl Flow {
     /// The file the flow was loaded from (as given to [`Flow::load`] / [`Flow::parse`]).
     pub fn file(&self) -> &str {
         &self.file
+    }
+    /// The message for an answering machine, for this contact; `None` when the flow has none.
+    pub fn voicemail_message(&self, contact: &crate::Contact) -> Option<String> {
+        let scope = crate::template::Scope {
+            slots: &BTreeMap::new(),
+            contact: &contact.0,
+            facts: &self.facts,
+        };
+        self.voicemail.as_ref().map(|t| t.render(&scope))
     }
     /// Persona, rules and business facts (with the FAQ) as one system message for the language model.
     pub fn system_prompt(&self) -> &str {

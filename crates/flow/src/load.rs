@@ -572,10 +572,17 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
             .iter()
             .map(|t| ("global.misunderstanding.say".to_string(), t)),
     );
+    let voicemail = spec.voicemail.as_deref().map(|v| c.template("voicemail", v));
+    if let Some(v) = &voicemail {
+        templates.push(("voicemail".to_string(), v));
+    }
     let mut template_errors = Vec::new();
     for (path, t) in &templates {
         for v in t.vars() {
             let problem = match v {
+                Var::Slot(s) if path == "voicemail" => Some(format!(
+                    "the voicemail is left before any slot is collected: it cannot use slot \"{s}\""
+                )),
                 Var::Slot(s) if !slots.contains_key(s) => {
                     Some(format!("template refers to unknown slot \"{s}\""))
                 }
@@ -620,6 +627,7 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
         slots,
         tables,
         understand_with_model: spec.understand_with_model,
+        voicemail,
         global,
         start: spec.start.clone(),
         steps,

@@ -43,6 +43,10 @@ pub struct FlowSpec {
     pub tables: BTreeMap<String, TableSpec>,
     #[serde(default = "default_true")]
     pub understand_with_model: bool,
+    /// What an outbound call leaves on an answering machine, after the beep (a template); without
+    /// it, a call that reaches a machine hangs up.
+    #[serde(default)]
+    pub voicemail: Option<String>,
     #[serde(default)]
     pub global: GlobalSpec,
     pub start: String,

@@ -270,3 +270,27 @@ fn table_files_are_read_relative_to_the_flow() {
     assert_eq!(flow.tables()["t"].rows[1]["status"], "sold, out");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_voicemail_renders_contact_fields_and_facts_and_may_not_use_slots() {
+    let ok = "name: t\ndirection: outbound\npersona: p\nfacts: { business: Lakeside }\n\
+              contact_fields: [name]\nvoicemail: Hi {{contact.name|default:there}}, {{facts.business}} here.\n\
+              start: a\nsteps:\n  a: { end: { outcome: resolved, say: Bye } }\n";
+    let flow = Flow::parse(ok, "ok.yaml", None).expect("loads");
+    let ada = switchboard_flow::Contact::default().with("name", "Ada");
+    assert_eq!(
+        flow.voicemail_message(&ada).as_deref(),
+        Some("Hi Ada, Lakeside here.")
+    );
+    assert_eq!(
+        flow.voicemail_message(&switchboard_flow::Contact::default())
+            .as_deref(),
+        Some("Hi there, Lakeside here.")
+    );
+    let bad = "name: t\ndirection: outbound\npersona: p\nslots: { x: { type: text } }\n\
+               voicemail: About {{x}}.\nstart: a\nsteps:\n  a: { end: { outcome: resolved } }\n";
+    assert_eq!(
+        errors(bad),
+        ["bad.yaml:5:12: the voicemail is left before any slot is collected: it cannot use slot \"x\""]
+    );
+}
