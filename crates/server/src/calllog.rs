@@ -119,10 +119,7 @@ pub(crate) fn event_row(seq: i64, e: &EventRecord) -> Event {
 
 /// The call's end as the store keeps it.
 pub(crate) fn call_end(report: &CallReport, ended_at: i64, recording: Option<String>) -> CallEnd {
-    let slots = match serde_json::to_value(&report.slots) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
+    let slots = slots_json(report);
     CallEnd {
         status: CallStatus::Completed,
         ended_at,
@@ -140,6 +137,14 @@ pub(crate) fn call_end(report: &CallReport, ended_at: i64, recording: Option<Str
         }),
         transferred_to: report.transferred_to.clone(),
         recording_path: recording,
+    }
+}
+
+/// The report's slots as a JSON object.
+pub(crate) fn slots_json(report: &CallReport) -> serde_json::Map<String, serde_json::Value> {
+    match serde_json::to_value(&report.slots) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     }
 }
 

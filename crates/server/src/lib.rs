@@ -29,15 +29,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use switchboard_call::{CallReport, CallSettings, Engines};
+use switchboard_campaign::record_call_result;
 use switchboard_core::llm::LanguageModel;
 use switchboard_core::stt::SpeechToText;
 use switchboard_core::tts::TextToSpeech;
 use switchboard_flow::Flow;
-use switchboard_store::Store;
+use switchboard_store::{AttemptResult, Store};
 use switchboard_telephony::AuthToken;
 use switchboard_telephony::rest::{RestClient, RestConfig};
 use switchboard_telephony::signature;
 use switchboard_telephony::twiml::{Response as Twiml, Stream};
+use switchboard_telephony::webhook::CallStatus as WireStatus;
 use switchboard_telephony::webhook::{FormParams, StatusCallback, VoiceWebhook};
 use tokio::sync::Semaphore;
 
@@ -347,6 +349,21 @@ async fn status<S, L, T>(
                     sequence_number: cb.sequence_number,
                 },
             );
+        }
+    }
+    // A campaign call that never connected ends here; one that did ends with its media stream.
+    // (Repeated or late reports change nothing: the attempt is finished once.)
+    let unanswered = match cb.call_status {
+        WireStatus::Busy => Some(AttemptResult::Busy),
+        WireStatus::NoAnswer => Some(AttemptResult::NoAnswer),
+        WireStatus::Failed | WireStatus::Canceled => Some(AttemptResult::Failed),
+        _ => None,
+    };
+    if let Some(result) = unanswered {
+        let now = jiff::Timestamp::now();
+        let no_slots = serde_json::Map::new();
+        if let Err(e) = record_call_result(&state.store, &cb.call_sid, result, None, &no_slots, now).await {
+            tracing::warn!(call_sid = %cb.call_sid, "campaign result not recorded: {e}");
         }
     }
     Ok(StatusCode::NO_CONTENT)

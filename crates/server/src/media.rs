@@ -252,6 +252,19 @@ where
             .map(|p| p.display().to_string());
         let end = calllog::call_end(&report, calllog::now_ms(), recording);
         calllog::write_report(&state.store, id, &report, end).await;
+        // A campaign's call: its attempt ends with the flow's outcome (nothing for other calls).
+        let result = switchboard_campaign::record_call_result(
+            &state.store,
+            &call_sid,
+            switchboard_store::AttemptResult::Completed,
+            report.outcome.map(|o| o.as_str()),
+            &calllog::slots_json(&report),
+            jiff::Timestamp::now(),
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(%call_sid, "campaign result not recorded: {e}");
+        }
     }
     if let Ok(mut finished) = state.finished.lock() {
         if finished.len() == FINISHED_KEPT {

@@ -85,10 +85,14 @@ async fn a_transfer_dials_through_the_providers_rest_api() {
 }
 
 async fn post_status(url: &str, seq: &str, status: &str) -> u16 {
+    post_status_of(url, CALL, seq, status).await
+}
+
+async fn post_status_of(url: &str, call_sid: &str, seq: &str, status: &str) -> u16 {
     let target = format!("{url}/twilio/status");
     let form: Vec<(String, String)> = [
         ("AccountSid", ACCOUNT),
-        ("CallSid", CALL),
+        ("CallSid", call_sid),
         ("CallStatus", status),
         ("SequenceNumber", seq),
     ]
@@ -227,4 +231,114 @@ async fn oversized_webhooks_and_stream_messages_are_refused() {
     assert!(closed.is_ok(), "the stream was closed");
     stream_call(&url, CALL, &[]).await;
     assert_eq!(state.finished_calls().len(), 1, "the next call works");
+}
+
+/// A running campaign with one contact per number, each claimed and dialed as `sids` (the
+/// provider's ids); returns the attempt ids.
+async fn dialed_campaign(store: &switchboard_store::Store, sids: &[&str]) -> Vec<String> {
+    use switchboard_store::{
+        CampaignSettings, CampaignStatus, DecisionKind, NewCampaign, NewContact, NewDecision,
+    };
+    let campaign = store
+        .create_campaign(
+            &NewCampaign::new(
+                "test",
+                "straight_to_staff",
+                "+15550100",
+                CampaignSettings::default(),
+            )
+            .expect("settings"),
+        )
+        .await
+        .expect("campaign");
+    store
+        .set_campaign_status(&campaign.id, CampaignStatus::Running)
+        .await
+        .expect("running");
+    let contacts: Vec<NewContact> = (0..sids.len())
+        .map(|i| NewContact {
+            name: format!("Contact {i}"),
+            phone: format!("+4420718387{i:02}"),
+            time_zone: Some("Europe/London".into()),
+            consent: true,
+            consent_source: Some("test".into()),
+            fields: serde_json::Map::new(),
+        })
+        .collect();
+    store
+        .import_contacts(&campaign.id, &contacts)
+        .await
+        .expect("import")
+        .expect("campaign exists");
+    let now = jiff::Timestamp::now().as_millisecond();
+    let claims = store.claim_due(&campaign.id, now, 10).await.expect("claim");
+    assert_eq!(claims.len(), sids.len());
+    let mut attempts = Vec::new();
+    for (claim, sid) in claims.iter().zip(sids) {
+        let decision = NewDecision {
+            at: now,
+            kind: DecisionKind::Dial,
+            reason: "test".into(),
+            detail: String::new(),
+            retry_at: None,
+        };
+        assert!(
+            store
+                .mark_dialing(&claim.attempt_id, &decision)
+                .await
+                .expect("dialing")
+        );
+        assert!(
+            store
+                .set_attempt_provider_id(&claim.attempt_id, sid)
+                .await
+                .expect("provider id")
+        );
+        attempts.push(claim.attempt_id.clone());
+    }
+    attempts
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_call_ends_its_attempt_with_the_flows_outcome_or_the_providers_status() {
+    use switchboard_store::{AttemptStatus, ContactState};
+    let (url, state) = server(setup(None)).await;
+    let busy_sid = "CA0123456789abcdef0123456789abcd02";
+    let attempts = dialed_campaign(state.store(), &[CALL, busy_sid]).await;
+
+    // Answered: the flow runs and its outcome ends the attempt and the contact.
+    stream_call(&url, CALL, &[]).await;
+    let answered = state
+        .store()
+        .get_attempt(&attempts[0])
+        .await
+        .expect("store")
+        .expect("attempt");
+    assert_eq!(answered.status, AttemptStatus::Completed);
+    assert_eq!(answered.outcome.as_deref(), Some("transferred"));
+    let contact = state
+        .store()
+        .get_contact(&answered.contact_id)
+        .await
+        .expect("store")
+        .expect("contact");
+    assert_eq!(contact.state, ContactState::Done);
+
+    // Busy: the status callback ends the attempt, and the contact waits for its retry.
+    assert_eq!(post_status_of(&url, busy_sid, "3", "busy").await, 204);
+    let busy = state
+        .store()
+        .get_attempt(&attempts[1])
+        .await
+        .expect("store")
+        .expect("attempt");
+    assert_eq!(busy.status, AttemptStatus::Busy);
+    let contact = state
+        .store()
+        .get_contact(&busy.contact_id)
+        .await
+        .expect("store")
+        .expect("contact");
+    assert_eq!(contact.state, ContactState::Pending, "to be retried");
+    assert!(contact.next_attempt_at.is_some());
 }
