@@ -126,6 +126,9 @@ where
         settings.log = Some(log);
         tokio::spawn(calllog::write_entries(state.store.clone(), id, entries))
     });
+    if let Some(id) = &log_id {
+        link_campaign_attempt(&state.store, &call_sid, id).await;
+    }
     state.metrics.call_started();
     tracing::info!(%call_sid, flow = %flow_name, "call started");
 
@@ -273,6 +276,20 @@ where
         finished.push_back((call_sid, report));
     }
     drop(permit);
+}
+
+/// When the call is a campaign's, its attempt points at the call log entry (and so at the
+/// transcript and recording).
+async fn link_campaign_attempt(store: &switchboard_store::Store, call_sid: &str, log_id: &str) {
+    let linked = async {
+        let Some(attempt) = store.attempt_by_provider_id(call_sid).await? else {
+            return Ok(());
+        };
+        store.set_attempt_call_id(&attempt.id, log_id).await.map(|_| ())
+    };
+    if let Err(e) = linked.await {
+        tracing::warn!(%call_sid, "linking the campaign attempt to its call: {e}");
+    }
 }
 
 fn dial_to(to: &str) -> Dial {

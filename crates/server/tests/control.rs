@@ -316,6 +316,17 @@ async fn a_campaign_call_ends_its_attempt_with_the_flows_outcome_or_the_provider
         .expect("attempt");
     assert_eq!(answered.status, AttemptStatus::Completed);
     assert_eq!(answered.outcome.as_deref(), Some("transferred"));
+    let logged = state
+        .store()
+        .find_by_provider_id(CALL)
+        .await
+        .expect("store")
+        .expect("logged");
+    assert_eq!(
+        answered.call_id.as_deref(),
+        Some(logged.id.as_str()),
+        "linked to the call log"
+    );
     let contact = state
         .store()
         .get_contact(&answered.contact_id)
