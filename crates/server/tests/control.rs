@@ -89,16 +89,19 @@ async fn post_status(url: &str, seq: &str, status: &str) -> u16 {
 }
 
 async fn post_status_of(url: &str, call_sid: &str, seq: &str, status: &str) -> u16 {
-    let target = format!("{url}/twilio/status");
-    let form: Vec<(String, String)> = [
+    let form = [
         ("AccountSid", ACCOUNT),
         ("CallSid", call_sid),
         ("CallStatus", status),
         ("SequenceNumber", seq),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    ];
+    post_signed_status(url, &form).await.status().as_u16()
+}
+
+/// A status callback with these form fields, signed with the right token.
+async fn post_signed_status(url: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    let target = format!("{url}/twilio/status");
+    let form: Vec<(String, String)> = form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let sig = signature::sign(&AuthToken::new(TOKEN), &target, &form);
     let body = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(&form)
@@ -111,8 +114,6 @@ async fn post_status_of(url: &str, call_sid: &str, seq: &str, status: &str) -> u
         .send()
         .await
         .expect("status callback")
-        .status()
-        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,30 +178,15 @@ async fn shutdown_lets_the_call_in_progress_finish() {
 async fn oversized_webhooks_and_stream_messages_are_refused() {
     let (url, state) = server(setup(None)).await;
     // A signed status callback padded past the body limit: 413, and nothing changes.
-    let target = format!("{url}/twilio/status");
     let pad = "x".repeat(switchboard_server::MAX_BODY_BYTES);
-    let form: Vec<(String, String)> = [
+    let form = [
         ("AccountSid", ACCOUNT),
         ("CallSid", CALL),
         ("CallStatus", "completed"),
         ("SequenceNumber", "1"),
         ("Padding", pad.as_str()),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let sig = signature::sign(&AuthToken::new(TOKEN), &target, &form);
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    let r = reqwest::Client::new()
-        .post(&target)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(signature::HEADER, sig)
-        .body(body)
-        .send()
-        .await
-        .expect("request");
+    ];
+    let r = post_signed_status(&url, &form).await;
     assert_eq!(r.status(), 413);
     assert!(state.call_status(CALL).is_none(), "nothing was recorded");
 
