@@ -26,13 +26,32 @@ async fn api(server: &Server, key: &str, path: &str) -> (u16, Value) {
 async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_recording() {
     let server = Server::start();
     let key = server.api_key();
-    let url = server.url.clone();
-    let out =
-        tokio::task::spawn_blocking(move || switchboard(&["call", "--server", &url, "--audio", &sample()]))
-            .await
-            .expect("join");
+    let (url, api_key) = (server.url.clone(), key.clone());
+    // With a key, the simulator waits for the server to finish the call in its log, then prints it.
+    let out = tokio::task::spawn_blocking(move || {
+        switchboard(&[
+            "call",
+            "--server",
+            &url,
+            "--audio",
+            &sample(),
+            "--api-key",
+            &api_key,
+        ])
+    })
+    .await
+    .expect("join");
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
+    let printed_caller = stdout.lines().find(|l| l.contains("caller:")).unwrap_or("");
+    assert!(
+        printed_caller.to_lowercase().contains("opening hours"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("answered in") && stdout.contains("outcome resolved"),
+        "{stdout}"
+    );
 
     let (status, list) = api(&server, &key, "/api/calls").await;
     assert_eq!(status, 200, "{list}");
@@ -72,6 +91,12 @@ async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_
     );
     let starts: Vec<i64> = turns.iter().filter_map(|t| t["at_ms"].as_i64()).collect();
     assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    // ... and ends when its last word is heard: every turn of a finished call has an end.
+    assert_eq!(caller["end_ms"].as_i64(), Some(ms("speech_end_ms")), "{caller}");
+    for t in turns {
+        let (at, end) = (t["at_ms"].as_i64(), t["end_ms"].as_i64());
+        assert!(matches!((at, end), (Some(a), Some(e)) if a < e), "{t}");
+    }
     // (each is rounded to the millisecond on its own)
     let span = ms("first_audio_ms") - ms("speech_end_ms");
     assert!((ms("voice_to_voice_ms") - span).abs() <= 1, "{caller}");

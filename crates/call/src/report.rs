@@ -47,6 +47,9 @@ pub struct TurnRecord {
     /// When it started, from the start of the call: the caller's first word, or the first audio of
     /// the bot's line.
     pub at: Duration,
+    /// When it ended: the caller's last word, or the end of the last audio frame of the bot's line
+    /// that was sent (`None` while nothing of a bot line has been played).
+    pub end: Option<Duration>,
     /// The bot was interrupted (barge-in) before finishing this line.
     pub interrupted: bool,
     /// For caller turns: the stage timings of the bot's reaction.

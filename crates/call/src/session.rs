@@ -405,6 +405,7 @@ where
             speaker,
             text,
             at,
+            end: None,
             interrupted: false,
             timings: None,
         });
@@ -640,6 +641,9 @@ where
             Ok(t) if !t.text.trim().is_empty() => {
                 let text = t.text.trim().to_string();
                 let index = self.push_turn(Speaker::Caller, text.clone(), timings.speech_start);
+                if let Some(turn) = self.report.turns.get_mut(index) {
+                    turn.end = Some(timings.speech_end);
+                }
                 self.log_turn(index);
                 self.exchange = Some((index, timings));
                 self.step(Input::Utterance(text));
@@ -854,8 +858,16 @@ where
                 self.caller_left(EndReason::Disconnected);
                 return true;
             }
+            let turn = self.phrases.get(&id).map(|p| p.turn);
+            if let Some(record) = turn.and_then(|t| self.report.turns.get_mut(t)) {
+                record.end = Some(self.started.elapsed() + FRAME);
+            }
             let last_of_phrase = self.player.frames.front().is_none_or(|(next, _)| *next != id);
             if last_of_phrase {
+                // The line has been heard this far: tell the log (once per phrase, not per frame).
+                if let Some(turn) = turn {
+                    self.log_turn(turn);
+                }
                 self.player.unconfirmed.push_back(id);
                 let _ = self.commands.send(CallCommand::Mark(id.to_string())).await;
             }

@@ -88,6 +88,7 @@ pub(crate) fn turn_row(t: &TurnRecord) -> Turn {
         },
         text: t.text.clone(),
         at_ms: ms(t.at),
+        end_ms: t.end.map(ms),
         interrupted: t.interrupted,
         timings: t.timings.as_ref().map(|x| StageTimings {
             speech_end_ms: ms(x.speech_end),

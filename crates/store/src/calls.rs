@@ -19,7 +19,7 @@ pub(crate) const CALL_COLUMNS: &str = "id, provider_call_id, direction, from_num
      flow, status, started_at, answered_at, ended_at, duration_ms, outcome, hangup_reason, \
      transferred_to, recording_path";
 
-const TURN_COLUMNS: &str = "seq, speaker, text, at_ms, interrupted, speech_end_ms, turn_end_ms, \
+const TURN_COLUMNS: &str = "seq, speaker, text, at_ms, end_ms, interrupted, speech_end_ms, turn_end_ms, \
      transcript_ready_ms, first_token_ms, first_audio_ms, voice_to_voice_ms";
 
 /// The most calls one page holds, whatever the client asks for.
@@ -83,10 +83,12 @@ impl Store {
         let t = turn.timings.as_ref();
         sqlx::query(
             "INSERT INTO turns (call_id, seq, speaker, text, at_ms, interrupted, speech_end_ms, \
-             turn_end_ms, transcript_ready_ms, first_token_ms, first_audio_ms, voice_to_voice_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             turn_end_ms, transcript_ready_ms, first_token_ms, first_audio_ms, voice_to_voice_ms, \
+             end_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (call_id, seq) DO UPDATE SET speaker = excluded.speaker, \
-             text = excluded.text, at_ms = excluded.at_ms, interrupted = excluded.interrupted, \
+             text = excluded.text, at_ms = excluded.at_ms, end_ms = excluded.end_ms, \
+             interrupted = excluded.interrupted, \
              speech_end_ms = excluded.speech_end_ms, turn_end_ms = excluded.turn_end_ms, \
              transcript_ready_ms = excluded.transcript_ready_ms, \
              first_token_ms = excluded.first_token_ms, first_audio_ms = excluded.first_audio_ms, \
@@ -104,6 +106,7 @@ impl Store {
         .bind(t.and_then(|t| t.first_token_ms))
         .bind(t.and_then(|t| t.first_audio_ms))
         .bind(t.and_then(|t| t.voice_to_voice_ms))
+        .bind(turn.end_ms)
         .execute(&self.pool)
         .await
         .map_err(missing_call(call_id))?;
@@ -414,6 +417,7 @@ fn turn(row: &AnyRow) -> Result<Turn, StoreError> {
         speaker: text_enum(row, "speaker")?,
         text: row.try_get("text")?,
         at_ms: row.try_get("at_ms")?,
+        end_ms: row.try_get("end_ms")?,
         interrupted: interrupted != 0,
         timings,
     })

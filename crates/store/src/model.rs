@@ -117,8 +117,12 @@ pub struct Turn {
     pub seq: i64,
     pub speaker: Speaker,
     pub text: String,
-    /// From the start of the call.
+    /// When it started, from the start of the call: the caller's first word, the first audio of
+    /// a bot line.
     pub at_ms: i64,
+    /// When it ended: the caller's last word, the last audio of a bot line that was played
+    /// (`null` while a bot line is still being spoken).
+    pub end_ms: Option<i64>,
     pub interrupted: bool,
     pub timings: Option<StageTimings>,
 }

@@ -67,6 +67,7 @@ fn caller_turn(seq: i64, text: &str, voice_to_voice_ms: Option<i64>) -> Turn {
         speaker: Speaker::Caller,
         text: text.into(),
         at_ms: seq * 1000,
+        end_ms: Some(seq * 1000 + 800),
         interrupted: false,
         timings: Some(StageTimings {
             speech_end_ms: seq * 1000 + 800,
@@ -85,6 +86,7 @@ fn bot_turn(seq: i64, text: &str) -> Turn {
         speaker: Speaker::Bot,
         text: text.into(),
         at_ms: seq * 1000,
+        end_ms: None,
         interrupted: false,
         timings: None,
     }
