@@ -192,14 +192,7 @@ async fn oversized_webhooks_and_stream_messages_are_refused() {
 
     // A media stream message past the limit closes that stream; the server goes on.
     use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let ws_url = format!("{}/twilio/media", url.replace("http://", "ws://"));
-    let mut request = ws_url.as_str().into_client_request().expect("request");
-    let sig = signature::sign::<&str, &str>(&AuthToken::new(TOKEN), &ws_url, &[]);
-    request
-        .headers_mut()
-        .insert(signature::HEADER, sig.parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    let mut ws = common::connect_media(&url).await;
     let huge = "y".repeat(switchboard_server::MAX_WS_MESSAGE_BYTES + 1);
     let _ = ws
         .send(tokio_tungstenite::tungstenite::Message::Text(huge.into()))

@@ -76,16 +76,24 @@ pub async fn server(setup: Setup) -> (String, Arc<FakeState>) {
     (url, state)
 }
 
-/// Plays a call's stream until the server closes it, acknowledging marks; `keys` are pressed at
-/// the given times after `start`.
-pub async fn stream_call(url: &str, call_sid: &str, keys: &[(Duration, char)]) {
+/// The media stream WebSocket, upgraded with a valid signature.
+pub async fn connect_media(
+    url: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let ws_url = format!("{}/twilio/media", url.replace("http://", "ws://"));
     let mut request = ws_url.as_str().into_client_request().expect("request");
     let sig = signature::sign::<&str, &str>(&AuthToken::new(TOKEN), &ws_url, &[]);
     request
         .headers_mut()
         .insert(signature::HEADER, sig.parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    ws
+}
+
+/// Plays a call's stream until the server closes it, acknowledging marks; `keys` are pressed at
+/// the given times after `start`.
+pub async fn stream_call(url: &str, call_sid: &str, keys: &[(Duration, char)]) {
+    let mut ws = connect_media(url).await;
     let start = serde_json::json!({
         "event": "start", "sequenceNumber": "1", "streamSid": "MZ1",
         "start": {"streamSid": "MZ1", "accountSid": ACCOUNT, "callSid": call_sid, "tracks": ["inbound"],
