@@ -29,9 +29,15 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     /// Place a simulated call from a recording against the server (in-process or running).
     Call(cli::call::CallArgs),
+    /// Play the telephony provider's REST side on loopback: the runtime's outbound calls are answered
+    /// as a numbers file says.
+    SimulateProvider(cli::simulate_provider::SimulateProviderArgs),
     /// Browse and export the call log.
     #[command(subcommand)]
     Calls(cli::calls::CallsCommand),
+    /// Outbound campaigns: create, import contacts, start, pause, status, results; the do-not-call list.
+    #[command(subcommand)]
+    Campaign(cli::campaign::CampaignCommand),
     /// Create, list and revoke API keys for the call log API and web page.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
@@ -52,7 +58,9 @@ fn main() -> anyhow::Result<()> {
         Command::Chat(args) => cli::chat::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Call(args) => cli::call::run(args),
+        Command::SimulateProvider(args) => cli::simulate_provider::run(args),
         Command::Calls(cmd) => cli::calls::run(cmd),
+        Command::Campaign(cmd) => cli::campaign::run(cmd),
         Command::Keys(cmd) => cli::keys::run(cmd),
         Command::Flows(cmd) => cli::flows::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),

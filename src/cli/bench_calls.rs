@@ -7,7 +7,9 @@ use anyhow::Context;
 use switchboard_stt::testset::{Voice, synthesize};
 use switchboard_telephony::AuthToken;
 
-use super::call::{Simulation, simulate, wait_for_report};
+use switchboard_simulator::{Caller, Simulation, Turn, simulate};
+
+use super::call::wait_for_report;
 use super::serve::{DEV_AUTH_TOKEN, ServeArgs, Settings, build_state};
 
 #[derive(Debug, clap::Args)]
@@ -70,15 +72,15 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
             let sim = Simulation {
                 base_url: base_url.clone(),
                 token: AuthToken::new(DEV_AUTH_TOKEN),
-                turns: vec![encoder_input[i % encoder_input.len()].clone()],
                 flow: None,
-                fast: false,
-                dtmf: Vec::new(),
                 from: format!("+1555555{:04}", i),
                 to: "+15555550199".into(),
-                max: Duration::from_secs(60),
-                quiet: Duration::from_millis(800),
-                interrupt_after: None,
+                caller: Caller {
+                    max: Duration::from_secs(60),
+                    ..Caller::new(vec![Turn::Speak(
+                        encoder_input[i % encoder_input.len()].clone().into(),
+                    )])
+                },
             };
             let state = state.clone();
             tasks.spawn(async move {

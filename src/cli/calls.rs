@@ -26,7 +26,8 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    pub async fn open(&self) -> anyhow::Result<Store> {
+    /// The settings `serve` would run with, `--database-url` included.
+    pub fn settings(&self) -> anyhow::Result<Settings> {
         let mut settings = Settings::load(&ServeArgs {
             config: self.config.clone(),
             port: None,
@@ -35,7 +36,11 @@ impl StoreArgs {
         if let Some(url) = &self.database_url {
             settings.database_url = Some(url.clone());
         }
-        settings.open_store().await
+        Ok(settings)
+    }
+
+    pub async fn open(&self) -> anyhow::Result<Store> {
+        self.settings()?.open_store().await
     }
 }
 

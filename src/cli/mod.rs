@@ -5,12 +5,14 @@ pub mod bench_calls;
 pub mod bench_llm;
 pub mod call;
 pub mod calls;
+pub mod campaign;
 pub mod chat;
 pub mod flows;
 pub mod keys;
 pub mod models;
 pub mod resolve;
 pub mod serve;
+pub mod simulate_provider;
 pub mod transcribe;
 
 /// Logs go to stderr so that a command's real output (a transcript, JSON) can be piped.

@@ -12,12 +12,15 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 use switchboard_call::{CallSettings, Engines};
+use switchboard_campaign::{SchedulerConfig, SystemClock};
 use switchboard_flow::Flow;
 use switchboard_llm::{EngineConfig, LlmEngine};
+use switchboard_server::dialer::{RestDialer, RestReconciler};
 use switchboard_server::{AppState, ServerConfig};
 use switchboard_store::Store;
 use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_telephony::AuthToken;
+use switchboard_telephony::rest::{RestClient, RestConfig};
 use switchboard_tts::{EspeakConfig, EspeakTts};
 
 /// The auth token used when none is configured: fine on loopback with the simulator, never in front
@@ -59,6 +62,21 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// Calls and recordings older than this many days are deleted (0: keep everything).
     pub retention_days: Option<u32>,
+    #[serde(default)]
+    pub campaigns: CampaignsConfig,
+}
+
+/// How the campaign schedulers run (see `switchboard_campaign::SchedulerConfig`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignsConfig {
+    /// Run the schedulers of running campaigns in this process (default: yes, when a provider
+    /// account is configured).
+    pub enabled: Option<bool>,
+    pub tick_ms: Option<u64>,
+    pub lease_seconds: Option<u64>,
+    pub dial_timeout_seconds: Option<u64>,
+    pub settle_after_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +115,8 @@ pub struct Settings {
     pub record_calls: bool,
     pub database_url: Option<String>,
     pub retention_days: u32,
+    pub campaigns_enabled: bool,
+    pub scheduler: SchedulerConfig,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -157,6 +177,8 @@ impl Settings {
                     .context("SWITCHBOARD_RETENTION_DAYS is not a number of days")?,
                 None => file.retention_days.unwrap_or(90),
             },
+            campaigns_enabled: file.campaigns.enabled.unwrap_or(true),
+            scheduler: scheduler_config(&file.campaigns)?,
         })
     }
 
@@ -177,6 +199,29 @@ impl Settings {
             }
         }
     }
+}
+
+fn scheduler_config(c: &CampaignsConfig) -> anyhow::Result<SchedulerConfig> {
+    let default = SchedulerConfig::default();
+    let config = SchedulerConfig {
+        tick: c.tick_ms.map_or(default.tick, Duration::from_millis),
+        lease: c.lease_seconds.map_or(default.lease, Duration::from_secs),
+        dial_timeout: c
+            .dial_timeout_seconds
+            .map_or(default.dial_timeout, Duration::from_secs),
+        settle_after: c
+            .settle_after_seconds
+            .map_or(default.settle_after, Duration::from_secs),
+    };
+    // A lease shorter than a dial would let a restarted runtime reconcile a dial still in flight.
+    anyhow::ensure!(
+        config.lease > config.dial_timeout,
+        "campaigns.lease_seconds ({}) must be longer than campaigns.dial_timeout_seconds ({})",
+        config.lease.as_secs(),
+        config.dial_timeout.as_secs()
+    );
+    anyhow::ensure!(!config.tick.is_zero(), "campaigns.tick_ms must be above 0");
+    Ok(config)
 }
 
 /// Every flow file in `dir`, by flow name.
@@ -252,6 +297,30 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
     ))
 }
 
+/// The provider's REST API for campaign calls, when an account is configured. The provider calls
+/// back at the public URL, or at the address bound when there is none (loopback, the simulator).
+fn campaign_provider(
+    settings: &Settings,
+    bound: std::net::SocketAddr,
+) -> anyhow::Result<Option<(RestDialer, RestReconciler)>> {
+    let Some(sid) = &settings.account_sid else {
+        return Ok(None);
+    };
+    let mut config = RestConfig::new(sid.clone(), settings.auth_token.clone());
+    if let Some(base) = &settings.rest_base_url {
+        config.base_url = base.clone();
+    }
+    let rest = RestClient::new(config).context("the provider's REST client")?;
+    let public = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    Ok(Some((
+        RestDialer::new(rest.clone(), public),
+        RestReconciler::new(rest),
+    )))
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
@@ -286,6 +355,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                     let _ = stop.changed().await;
                 },
             ));
+        }
+        match campaign_provider(&settings, addr)? {
+            Some((dialer, reconciler)) if settings.campaigns_enabled => {
+                let mut stop = stop_rx.clone();
+                tokio::spawn(switchboard_server::supervise(
+                    state.store().clone(),
+                    dialer,
+                    reconciler,
+                    SystemClock,
+                    settings.scheduler.clone(),
+                    async move {
+                        let _ = stop.changed().await;
+                    },
+                ));
+            }
+            Some(_) => tracing::info!("campaign schedulers disabled (campaigns.enabled = false)"),
+            None => tracing::info!(
+                "no provider account (SWITCHBOARD_ACCOUNT_SID): campaigns will not be dialed by this runtime"
+            ),
         }
         let shutdown = async move {
             let _ = tokio::signal::ctrl_c().await;

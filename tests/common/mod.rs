@@ -67,13 +67,29 @@ impl Server {
 
     /// Starts on `data_dir` (a restart keeps the call log there).
     pub fn start_in(data_dir: PathBuf) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        Self::start_with(data_dir, None)
+    }
+
+    /// Starts on `data_dir` with a configuration file. The server's log is appended to
+    /// `serve.log` there, for when a test fails.
+    pub fn start_with(data_dir: PathBuf, config: Option<&Path>) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("serve.log"))
+            .expect("the server's log file opens");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+        command
             .args(["serve", "--port", "0", "--data-dir"])
-            .arg(&data_dir)
+            .arg(&data_dir);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("serve starts");
         let url = first_line(&mut child, "serve", |line| {

@@ -32,7 +32,7 @@ pub enum ImportError {
 }
 
 /// A row not imported.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RejectedRow {
     /// 1-based line in the file (the header is line 1).
     pub line: u64,
@@ -107,6 +107,14 @@ pub fn parse_contacts(input: impl Read) -> Result<ParsedContacts, ImportError> {
             }
         };
         let line = record.position().map_or(0, |p| p.line());
+        // No list means a NUL character, and PostgreSQL cannot store one.
+        if record.iter().any(|field| field.contains('\0')) {
+            parsed.rejected.push(RejectedRow {
+                line,
+                reason: "the row holds a NUL character".into(),
+            });
+            continue;
+        }
         let get = |col: Option<usize>| col.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
         let reject = |reason: String| RejectedRow { line, reason };
 
@@ -232,11 +240,13 @@ mod tests {
              blank,+442079460960,,\n\
              bad zone,+442079460961,yes,Europe/Atlantis\n\
              too,many,fields,here,really\n\
-             ok2,+33142000000,no,Europe/Paris\n",
+             ok2,+33142000000,no,Europe/Paris\n\
+             nul\0,+33142000001,no,Europe/Paris\n",
         );
         assert_eq!(p.contacts.len(), 2);
         let lines: Vec<u64> = p.rejected.iter().map(|r| r.line).collect();
-        assert_eq!(lines, vec![3, 4, 5, 6, 7, 8]);
+        assert_eq!(lines, vec![3, 4, 5, 6, 7, 8, 10]);
+        assert!(p.rejected[6].reason.contains("NUL"));
         assert!(
             p.rejected[0].reason.contains("must start with +"),
             "{}",

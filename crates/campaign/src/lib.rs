@@ -8,6 +8,8 @@
 //!   [`Reconciler`] and a [`Clock`], so the provider's REST API and real time are wired in only by
 //!   the server, and tests run a whole campaign with fakes in a fraction of a second.
 //! - [`export`] writes a campaign's results as CSV.
+//! - [`settings`] and [`manage`] are what the API and the CLI share: a campaign as people write it
+//!   (`09:00-20:00`, `mon-fri`), and the status changes they may ask for.
 //!
 //! Why it is built this way:
 //! - **Claims are rows, not memory.** The next contacts are taken in a database transaction that
@@ -33,20 +35,24 @@
 
 pub mod export;
 pub mod import;
+pub mod manage;
 pub mod phone;
 pub mod rules;
 pub mod scheduler;
+pub mod settings;
 
 use std::io::Read;
 
 pub use import::{ImportError, ParsedContacts, RejectedRow, parse_contacts};
+pub use manage::{Action, change_status, importable};
 pub use phone::{PhoneError, PhoneNumber};
 pub use rules::{Decision, SkipReason, decide};
 pub use scheduler::{
     Clock, DialError, DialRequest, DialStarted, Dialer, Reconciler, Scheduler, SchedulerConfig, SystemClock,
     TickReport, record_call_result,
 };
-use switchboard_store::{Store, StoreError};
+use serde::Serialize;
+use switchboard_store::{CampaignStatus, Store, StoreError};
 
 /// Why a campaign operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,10 +63,18 @@ pub enum CampaignError {
     UnknownCampaign { id: String },
     #[error(transparent)]
     Import(#[from] ImportError),
+    /// The campaign's status does not allow what was asked (a finished campaign takes no
+    /// contacts and never starts again).
+    #[error("cannot {action} campaign `{id}`: it is {status}")]
+    NotAllowed {
+        id: String,
+        action: &'static str,
+        status: CampaignStatus,
+    },
 }
 
 /// What importing a list did.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ImportReport {
     pub imported: usize,
     /// Rows not imported: unreadable, invalid, or a number the campaign already has.
@@ -69,13 +83,24 @@ pub struct ImportReport {
     pub without_time_zone: Vec<u64>,
 }
 
-/// Reads a CSV contact list ([`import`]) and adds it to a campaign in one transaction.
+/// Reads a CSV contact list ([`import`]) and adds it to a campaign in one transaction; a
+/// cancelled or completed campaign takes none ([`importable`]).
 pub async fn import_csv(
     store: &Store,
     campaign_id: &str,
     csv: impl Read,
 ) -> Result<ImportReport, CampaignError> {
-    let parsed = parse_contacts(csv)?;
+    importable(store, campaign_id).await?;
+    import_parsed(store, campaign_id, parse_contacts(csv)?).await
+}
+
+/// Adds contacts read by [`parse_contacts`] to a campaign in one transaction. Apart from
+/// [`import_csv`] so that a server can parse a large list off its async workers.
+pub async fn import_parsed(
+    store: &Store,
+    campaign_id: &str,
+    parsed: ParsedContacts,
+) -> Result<ImportReport, CampaignError> {
     let without_time_zone = parsed.without_time_zone();
     let contacts: Vec<_> = parsed.contacts.iter().map(|(_, c)| c.clone()).collect();
     let result = store

@@ -10,6 +10,10 @@
 //!    counts as an attempt and is retried after the campaign's `failed` delay. The lease keeps a
 //!    runtime from reconciling a dial another live runtime is making right now; it must be longer
 //!    than the dial timeout.
+//!    Calls placed before the lease that still have no result are asked about at the provider
+//!    (every `settle_after`): one it reports ended twice, `settle_after` apart, had its end
+//!    reported while no runtime listened; it is recorded from the provider's status (a connected
+//!    call as `interrupted`, which is retried).
 //! 2. **Claim** up to the free concurrency (the store enforces it) and the calls-per-second
 //!    budget (a token bucket on the clock).
 //! 3. For each claim, **decide** ([`crate::rules::decide`]). A skip releases the claim in the
@@ -21,13 +25,14 @@
 //! Results arrive through [`record_call_result`] (status callbacks and the finished call, from the
 //! server), independently of the loop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use jiff::Timestamp;
 use switchboard_store::{
-    AttemptResult, Campaign, CampaignStatus, Claim, DecisionKind, Finished, NewDecision, Release, Store,
-    VoicemailAction,
+    AttemptResult, Campaign, CampaignStatus, Claim, DecisionKind, Finished, INTERRUPTED, NewDecision,
+    Release, Store, VoicemailAction,
 };
 
 use crate::CampaignError;
@@ -101,6 +106,13 @@ pub trait Reconciler: Send + Sync {
         to: &str,
         since: Timestamp,
     ) -> impl Future<Output = Result<Option<String>, DialError>> + Send;
+
+    /// How the call ended, as the provider says now; `None` while it is still going (queued,
+    /// ringing, in progress). `Completed` means a person (or machine) was connected.
+    fn call_ended(
+        &self,
+        provider_call_id: &str,
+    ) -> impl Future<Output = Result<Option<AttemptResult>, DialError>> + Send;
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +124,10 @@ pub struct SchedulerConfig {
     pub lease: Duration,
     /// How long a dial request may take before the attempt is in doubt.
     pub dial_timeout: Duration,
+    /// A call the provider reports ended, with no result recorded, is settled when it is still so
+    /// this long later: the runtime that ran it may be writing its result right now. Also how
+    /// often such calls are asked about.
+    pub settle_after: Duration,
 }
 
 impl Default for SchedulerConfig {
@@ -120,6 +136,7 @@ impl Default for SchedulerConfig {
             tick: Duration::from_secs(1),
             lease: Duration::from_secs(60),
             dial_timeout: Duration::from_secs(15),
+            settle_after: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +151,8 @@ pub struct TickReport {
     /// In-doubt attempts found at the provider / not found (failed).
     pub reconciled_found: usize,
     pub reconciled_failed: usize,
+    /// Calls that ended without a recorded result (their end reported to nobody), settled.
+    pub settled_lost: usize,
     /// The campaign finished with this tick (every contact done).
     pub completed: bool,
 }
@@ -148,6 +167,9 @@ pub struct Scheduler<D, R, C> {
     clock: C,
     config: SchedulerConfig,
     bucket: TokenBucket,
+    /// Live attempts asked about at the provider: when last asked, and since when it has said the
+    /// call ended. In memory on purpose: after a restart the wait starts over, which only delays.
+    asked: HashMap<String, (Timestamp, Option<Timestamp>)>,
 }
 
 impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
@@ -167,6 +189,7 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
             clock,
             config,
             bucket: TokenBucket::default(),
+            asked: HashMap::new(),
         }
     }
 
@@ -216,6 +239,7 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
             return Ok(report);
         }
         self.recover(&mut report).await?;
+        self.settle_lost_results(&mut report).await?;
         if campaign.status != CampaignStatus::Running {
             return Ok(report);
         }
@@ -293,6 +317,64 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
                 }
                 // Left in doubt: the next tick asks again. Never redialed blindly.
                 Err(e) => tracing::warn!(attempt = %attempt.id, "cannot reconcile yet: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Calls placed longer than the lease ago and still without a result: the provider is asked
+    /// (every `settle_after`) how they stand. One it reports ended twice, `settle_after` apart, lost
+    /// its end (the runtime was down when the status callback or the media stream's end came):
+    /// it is recorded from the provider's status — a connected call as `interrupted`, retried.
+    async fn settle_lost_results(&mut self, report: &mut TickReport) -> Result<(), CampaignError> {
+        let now = self.clock.now();
+        let lease = i64::try_from(self.config.lease.as_millis()).unwrap_or(i64::MAX);
+        let settle =
+            jiff::SignedDuration::try_from(self.config.settle_after).unwrap_or(jiff::SignedDuration::MAX);
+        let live = self
+            .store
+            .live_attempts(&self.campaign_id, now.as_millisecond().saturating_sub(lease))
+            .await?;
+        self.asked.retain(|id, _| live.iter().any(|a| &a.id == id));
+        for attempt in live {
+            let Some(call) = attempt.provider_call_id.as_deref() else {
+                continue;
+            };
+            let (asked_at, ended_since) = self.asked.get(&attempt.id).copied().unzip();
+            if asked_at.is_some_and(|t| now.duration_since(t) < settle) {
+                continue;
+            }
+            let ended = match self.reconciler.call_ended(call).await {
+                Ok(ended) => ended,
+                Err(e) => {
+                    tracing::warn!(attempt = %attempt.id, "cannot ask the provider about the call yet: {e}");
+                    continue;
+                }
+            };
+            let Some(result) = ended else {
+                self.asked.insert(attempt.id.clone(), (now, None));
+                continue;
+            };
+            match ended_since.flatten() {
+                Some(since) if now.duration_since(since) >= settle => {
+                    let outcome = (result == AttemptResult::Completed).then_some(INTERRUPTED);
+                    tracing::warn!(attempt = %attempt.id, ?result, "the call ended without its result reaching a runtime; settled from the provider's status");
+                    self.store
+                        .finish_attempt(
+                            &attempt.id,
+                            result,
+                            outcome,
+                            &serde_json::Map::new(),
+                            now.as_millisecond(),
+                        )
+                        .await?;
+                    self.asked.remove(&attempt.id);
+                    report.settled_lost += 1;
+                }
+                since => {
+                    self.asked
+                        .insert(attempt.id.clone(), (now, Some(since.unwrap_or(now))));
+                }
             }
         }
         Ok(())
@@ -381,12 +463,19 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
                 let answer = tokio::time::timeout(self.config.dial_timeout, self.dialer.dial(request)).await;
                 match answer {
                     Ok(Ok(started)) => {
-                        if !self
+                        let attached = self
                             .store
                             .set_attempt_provider_id(&claim.attempt_id, &started.provider_call_id)
-                            .await?
-                        {
-                            tracing::warn!(attempt = %claim.attempt_id, "dial answered after the attempt was settled elsewhere");
+                            .await?;
+                        // The call's first webhook may have attached it already (it names the
+                        // attempt); anything else means the attempt was settled meanwhile.
+                        if !attached {
+                            let attempt = self.store.get_attempt(&claim.attempt_id).await?;
+                            let ours = attempt.as_ref().and_then(|a| a.provider_call_id.as_deref())
+                                == Some(started.provider_call_id.as_str());
+                            if !ours {
+                                tracing::warn!(attempt = %claim.attempt_id, provider_call_id = %started.provider_call_id, "dial answered after the attempt was settled elsewhere");
+                            }
                         }
                     }
                     Ok(Err(DialError::Rejected { reason })) => {

@@ -31,6 +31,7 @@ on_both_backends!(
     a_provider_error_after_placing_the_call_is_reconciled,
     crash_after_claiming_gives_the_claim_back_after_the_lease,
     crash_after_the_provider_id_keeps_waiting_for_the_result,
+    a_call_whose_end_reached_no_runtime_is_settled_from_the_provider,
     two_schedulers_share_a_campaign_without_double_claims,
     paused_campaigns_dial_nobody_and_calls_per_second_paces,
 );
@@ -79,6 +80,8 @@ struct Placed {
     number: u32,
     at: Timestamp,
     delivered: bool,
+    /// The provider's last word on the call, when it has ended.
+    ended: Option<AttemptResult>,
 }
 
 #[derive(Debug)]
@@ -150,6 +153,7 @@ impl Dialer for FakeProvider {
                         number: request.attempt_number,
                         at: now,
                         delivered: false,
+                        ended: None,
                     });
                 }
                 (mode, id)
@@ -182,11 +186,27 @@ impl Reconciler for FakeProvider {
             .map(|p| p.provider_call_id.clone());
         async move { Ok(found) }
     }
+
+    fn call_ended(
+        &self,
+        provider_call_id: &str,
+    ) -> impl Future<Output = Result<Option<AttemptResult>, DialError>> + Send {
+        let ended = self
+            .state
+            .lock()
+            .unwrap()
+            .placed
+            .iter()
+            .find(|p| p.provider_call_id == provider_call_id)
+            .and_then(|p| p.ended);
+        async move { Ok(ended) }
+    }
 }
 
 type TestScheduler = Scheduler<FakeProvider, FakeProvider, FakeClock>;
 
 const LEASE: Duration = Duration::from_secs(60);
+const SETTLE: Duration = Duration::from_secs(30);
 
 fn scheduler(store: &Store, campaign: &str, provider: &FakeProvider) -> TestScheduler {
     Scheduler::new(
@@ -200,6 +220,7 @@ fn scheduler(store: &Store, campaign: &str, provider: &FakeProvider) -> TestSche
             lease: LEASE,
             // Longer than any test: a hanging dial is ended by the test "crashing" the scheduler.
             dial_timeout: Duration::from_secs(3600),
+            settle_after: SETTLE,
         },
     )
 }
@@ -726,6 +747,59 @@ async fn crash_after_the_provider_id_keeps_waiting_for_the_result(db: &TestDb) {
     deliver(&s, &provider, &BTreeMap::new()).await;
     assert!(s.tick().await.unwrap().completed);
     assert_eq!(provider.requests().len(), 1);
+}
+
+async fn a_call_whose_end_reached_no_runtime_is_settled_from_the_provider(db: &TestDb) {
+    let store = db.open().await;
+    let (id, clock, provider) = one_contact(&store).await;
+    let mut s = scheduler(&store, &id, &provider);
+    assert_eq!(s.tick().await.unwrap().dialed.len(), 1);
+    drop(s);
+    // The person answered, the runtime died mid-call, the provider ended the call and its
+    // callbacks went nowhere.
+    provider.state.lock().unwrap().placed[0].ended = Some(AttemptResult::Completed);
+
+    let mut s = scheduler(&store, &id, &provider);
+    let r = s.tick().await.unwrap();
+    assert_eq!(r.settled_lost, 0, "within the lease the call is presumed live");
+    clock.advance(LEASE + Duration::from_secs(1));
+    let r = s.tick().await.unwrap();
+    assert_eq!(
+        r.settled_lost, 0,
+        "seen ended once: its runtime may be writing the result"
+    );
+    clock.advance(SETTLE / 2);
+    assert_eq!(
+        s.tick().await.unwrap().settled_lost,
+        0,
+        "not asked again before `settle_after`"
+    );
+    clock.advance(SETTLE / 2);
+    let r = s.tick().await.unwrap();
+    assert_eq!(r.settled_lost, 1);
+    let a = attempts_of(&store, &id).await;
+    assert_eq!(
+        (a[0].status, a[0].outcome.as_deref()),
+        (AttemptStatus::Completed, Some("interrupted"))
+    );
+    // Interrupted calls are tried again, after the failed-call delay; a late report of the
+    // first call changes nothing.
+    let c = store.results(&id).await.unwrap().remove(0);
+    assert_eq!(c.contact.final_outcome, None);
+    let late = s
+        .on_call_result(
+            "CA0001",
+            AttemptResult::Completed,
+            Some("confirmed"),
+            &serde_json::Map::new(),
+        )
+        .await
+        .unwrap()
+        .expect("the attempt exists");
+    assert!(late.already_finished);
+    clock.advance(Duration::from_secs(6 * 3600));
+    assert_eq!(s.tick().await.unwrap().dialed.len(), 1, "attempt 2");
+    assert_eq!(provider.requests().len(), 2);
 }
 
 async fn two_schedulers_share_a_campaign_without_double_claims(db: &TestDb) {

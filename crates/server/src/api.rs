@@ -1,14 +1,18 @@
-//! The call log's REST API under `/api`: list and show calls, their recordings, delete, statistics,
-//! and the OpenAPI description generated from these handlers (utoipa).
+//! The REST API under `/api`: the call log (list and show calls, their recordings, delete,
+//! statistics) here, outbound campaigns and the do-not-call list in [`crate::campaigns_api`], and
+//! the OpenAPI description generated from both sets of handlers (utoipa).
 //!
 //! Every route but `/api/openapi.json` needs `Authorization: Bearer <API key>`. The key is checked by
 //! a layer that runs before any extractor, so a request without a valid key learns nothing — not even
 //! whether its query would have parsed. Bad input gets a JSON [`ErrorBody`], never axum's plain-text
 //! rejection, and a store failure is logged and answered as a bare 500.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,12 +28,16 @@ use tower::ServiceExt;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
 
+use crate::campaigns_api::CampaignRoutes;
+
 /// What the API handlers need; a plain value so the API does not depend on the engines.
 #[derive(Debug, Clone)]
 pub(crate) struct ApiState {
     pub store: Store,
     /// Recordings are served only from here, whatever path a row holds.
     pub recordings_dir: Option<PathBuf>,
+    /// The loaded flows by name: a campaign must name an outbound one.
+    pub flows: Arc<BTreeMap<String, switchboard_flow::Direction>>,
 }
 
 pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: ApiState) -> Router<S> {
@@ -38,6 +46,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: ApiState) -> Route
         .route("/api/calls/{id}", get(get_call).delete(delete_call))
         .route("/api/calls/{id}/recording", get(recording))
         .route("/api/stats", get(stats))
+        .merge(crate::campaigns_api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/api/openapi.json", get(openapi))
@@ -48,15 +57,16 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: ApiState) -> Route
 #[derive(OpenApi)]
 #[openapi(
     info(
-        title = "switchboard call log",
-        description = "Every call the runtime answered or placed: transcript, timings, outcome and recording."
+        title = "switchboard",
+        description = "The call log (every call the runtime answered or placed: transcript, timings, outcome \
+                       and recording), outbound campaigns and the do-not-call list."
     ),
     paths(list_calls, get_call, delete_call, recording, stats),
     components(schemas(
         CallPage, CallSummary, CallDetail, Turn, Event, StageTimings, Speaker, Direction, CallStatus,
         Stats, DayCount, OutcomeCount, LatencyStats, ErrorBody
     )),
-    modifiers(&BearerAuth),
+    modifiers(&CampaignRoutes, &BearerAuth),
     security(("api_key" = []))
 )]
 #[derive(Debug)]
@@ -71,14 +81,17 @@ impl Modify for BearerAuth {
     }
 }
 
-async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document, with the flows this runtime can run a campaign with.
+async fn openapi(State(api): State<ApiState>) -> Json<utoipa::openapi::OpenApi> {
+    let mut doc = ApiDoc::openapi();
+    crate::campaigns_api::list_outbound_flows(&mut doc, &api.flows);
+    Json(doc)
 }
 
 /// An error answer: a stable code and a sentence for people.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// `unauthorized`, `bad_request`, `not_found`, `internal`.
+    /// `unauthorized`, `bad_request`, `not_found`, `conflict`, `too_large`, `internal`.
     pub error: String,
     pub message: String,
 }
@@ -89,8 +102,13 @@ pub(crate) enum ApiError {
     Unauthorized,
     #[error("{0}")]
     BadInput(String),
-    #[error("no such call")]
-    NotFound,
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The request is valid but the resource's state does not allow it now.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is too large")]
+    TooLarge,
     #[error("internal error")]
     Internal,
 }
@@ -99,9 +117,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::BadCursor => ApiError::BadInput("cursor: not one this API gave out".into()),
-            StoreError::NotFound { .. } => ApiError::NotFound,
+            StoreError::NotFound { .. } => ApiError::NotFound(NO_CALL),
             other => {
-                tracing::error!("call log: {other}");
+                tracing::error!("store: {other}");
                 ApiError::Internal
             }
         }
@@ -113,7 +131,9 @@ impl IntoResponse for ApiError {
         let (status, code) = match &self {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadInput(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         let body = ErrorBody {
@@ -148,8 +168,10 @@ async fn require_key(State(api): State<ApiState>, request: Request, next: Next) 
     }
 }
 
+const NO_CALL: &str = "no such call";
+
 /// `Query` whose rejection is our JSON error.
-struct ApiQuery<T>(T);
+pub(crate) struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -163,7 +185,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
 }
 
 /// `Path` whose rejection is our JSON error.
-struct ApiPath<T>(T);
+pub(crate) struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
@@ -173,6 +195,29 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
             .await
             .map(|Path(p)| ApiPath(p))
             .map_err(|e| ApiError::BadInput(e.body_text()))
+    }
+}
+
+/// `Json` whose rejection is our JSON error.
+pub(crate) struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Json::<T>::from_request(request, state)
+            .await
+            .map(|Json(v)| ApiJson(v))
+            .map_err(|e: JsonRejection| body_rejection(e.status(), e.body_text()))
+    }
+}
+
+/// A body that could not be read: too large (413), or not what the route takes (400).
+pub(crate) fn body_rejection(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge
+    } else {
+        ApiError::BadInput(text)
     }
 }
 
@@ -271,7 +316,11 @@ async fn get_call(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CallDetail>, ApiError> {
-    api.store.get_call(&id).await?.map(Json).ok_or(ApiError::NotFound)
+    api.store
+        .get_call(&id)
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound(NO_CALL))
 }
 
 /// Deletes a call, its transcript and its recording.
@@ -290,7 +339,11 @@ async fn delete_call(
     State(api): State<ApiState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let call = api.store.delete_call(&id).await?.ok_or(ApiError::NotFound)?;
+    let call = api
+        .store
+        .delete_call(&id)
+        .await?
+        .ok_or(ApiError::NotFound(NO_CALL))?;
     remove_recording(api.recordings_dir.as_deref(), &call).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -336,10 +389,15 @@ async fn recording(
     ApiPath(id): ApiPath<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let call = api.store.get_call(&id).await?.ok_or(ApiError::NotFound)?;
-    let path = recording_file(api.recordings_dir.as_deref(), &call.call).ok_or(ApiError::NotFound)?;
+    let call = api
+        .store
+        .get_call(&id)
+        .await?
+        .ok_or(ApiError::NotFound(NO_CALL))?;
+    let path =
+        recording_file(api.recordings_dir.as_deref(), &call.call).ok_or(ApiError::NotFound(NO_CALL))?;
     if !tokio::fs::try_exists(&path).await.unwrap_or(false) {
-        return Err(ApiError::NotFound);
+        return Err(ApiError::NotFound(NO_CALL));
     }
     let response = tower_http::services::ServeFile::new(&path)
         .oneshot(request)

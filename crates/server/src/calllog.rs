@@ -9,16 +9,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use switchboard_call::{CallNote, CallReport, EndReason, EventRecord, LogEntry, TurnRecord};
-use switchboard_store::{CallEnd, CallStatus, Event, Speaker, StageTimings, Store, StoreError, Turn};
+use switchboard_store::{CallEnd, CallStatus, Event, Speaker, StageTimings, Store, Turn};
 use tokio::sync::mpsc;
 
 const ATTEMPTS: u32 = 5;
 
 /// Runs `op` until it succeeds or `ATTEMPTS` tries failed (100 ms, 200 ms, … between them).
-pub(crate) async fn retry<T, F, Fut>(what: &str, mut op: F) -> Option<T>
+pub(crate) async fn retry<T, E, F, Fut>(what: &str, mut op: F) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, StoreError>>,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
 {
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=ATTEMPTS {

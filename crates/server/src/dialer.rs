@@ -13,9 +13,11 @@
 
 use jiff::Timestamp;
 use switchboard_campaign::{DialError, DialRequest, DialStarted, Dialer, Reconciler};
+use switchboard_store::AttemptResult;
 use switchboard_telephony::rest::{
     AmdMode, CallInstructions, CreateCall, MachineDetection, RestClient, RestError, StatusCallbackEvent,
 };
+use switchboard_telephony::webhook::CallStatus;
 
 /// Seconds an outbound call rings before it counts as not answered.
 const RING_SECONDS: u32 = 25;
@@ -39,7 +41,11 @@ impl RestDialer {
     /// The provider's request for the call, as sent.
     pub fn create_call(&self, request: &DialRequest) -> CreateCall {
         CreateCall {
-            status_callback: Some(format!("{}/twilio/status", self.public_url)),
+            // The attempt in both URLs: a callback can arrive before the create request's answer.
+            status_callback: Some(format!(
+                "{}/twilio/status?attempt={}",
+                self.public_url, request.attempt_id
+            )),
             status_callback_events: StatusCallbackEvent::ALL.to_vec(),
             timeout: Some(RING_SECONDS),
             machine_detection: request.machine_detection.then_some(MachineDetection {
@@ -106,6 +112,22 @@ impl Reconciler for RestReconciler {
             .map_err(dial_error)?;
         // Newest first: an attempt places at most one call, and a later one is not older.
         Ok(calls.into_iter().next().map(|c| c.sid))
+    }
+
+    async fn call_ended(&self, provider_call_id: &str) -> Result<Option<AttemptResult>, DialError> {
+        let call = self.rest.fetch_call(provider_call_id).await.map_err(dial_error)?;
+        Ok(ended(call.status))
+    }
+}
+
+/// The attempt result a provider call status stands for, once the call is over.
+pub(crate) fn ended(status: CallStatus) -> Option<AttemptResult> {
+    match status {
+        CallStatus::Queued | CallStatus::Initiated | CallStatus::Ringing | CallStatus::InProgress => None,
+        CallStatus::Completed => Some(AttemptResult::Completed),
+        CallStatus::Busy => Some(AttemptResult::Busy),
+        CallStatus::NoAnswer => Some(AttemptResult::NoAnswer),
+        CallStatus::Failed | CallStatus::Canceled => Some(AttemptResult::Failed),
     }
 }
 

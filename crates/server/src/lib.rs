@@ -12,9 +12,11 @@
 
 mod api;
 mod calllog;
+mod campaigns_api;
 pub mod dialer;
 mod media;
 mod metrics;
+mod outbound;
 mod web;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -34,7 +36,7 @@ use switchboard_core::llm::LanguageModel;
 use switchboard_core::stt::SpeechToText;
 use switchboard_core::tts::TextToSpeech;
 use switchboard_flow::Flow;
-use switchboard_store::{AttemptResult, Store};
+use switchboard_store::{AttemptResult, AttemptStatus, Store};
 use switchboard_telephony::AuthToken;
 use switchboard_telephony::rest::{RestClient, RestConfig};
 use switchboard_telephony::signature;
@@ -158,6 +160,14 @@ where
     let api = api::ApiState {
         store: state.store.clone(),
         recordings_dir: state.config.recordings_dir.clone(),
+        flows: Arc::new(
+            state
+                .config
+                .flows
+                .iter()
+                .map(|(name, flow)| (name.clone(), flow.direction()))
+                .collect(),
+        ),
     };
     Router::new()
         .route("/twilio/voice", post(voice::<S, L, T>))
@@ -167,7 +177,8 @@ where
         .route("/metrics", get(metrics_text::<S, L, T>))
         .merge(api::routes(api))
         .merge(web::routes())
-        // Webhook forms are a few hundred bytes and the API takes no bodies: anything big is abuse.
+        // Webhook forms are a few hundred bytes and API bodies small JSON: anything big is abuse.
+        // The one large upload, a campaign's contact list, sets its own limit on its route.
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -309,6 +320,23 @@ async fn voice<S, L, T>(
             .to_xml();
         return Ok(twiml(body));
     }
+    if let Some(attempt) = outbound::attempt_param(&uri) {
+        return match outbound::answer(&state.store, &state.config.flows, &call, &attempt).await {
+            Ok(outbound::Answer::Done(body)) => Ok(twiml(body)),
+            Ok(outbound::Answer::Person(params)) => {
+                tracing::info!(call_sid = %call.call_sid, %attempt, "campaign call answered");
+                let stream = outbound::person_stream(media_url(&state.config, &headers), params)
+                    .map_err(ApiError::BadRequest)?;
+                Ok(twiml(Twiml::new().connect_stream(stream).to_xml()))
+            }
+            Err(e) => {
+                // Without the attempt there is no flow or contact to speak for; the scheduler's
+                // reconciliation settles the attempt once the provider reports the call ended.
+                tracing::error!(call_sid = %call.call_sid, %attempt, "campaign call answered but not looked up: {e}");
+                Ok(twiml(Twiml::new().hangup().to_xml()))
+            }
+        };
+    }
     let flow = state
         .config
         .numbers
@@ -351,20 +379,29 @@ async fn status<S, L, T>(
             );
         }
     }
+    if let Some(attempt) = outbound::attempt_param(&uri) {
+        let progress = match cb.call_status {
+            WireStatus::Ringing => Some(AttemptStatus::Ringing),
+            WireStatus::InProgress => Some(AttemptStatus::Answered),
+            _ => None,
+        };
+        calllog::retry("recording a campaign call's progress", || {
+            outbound::note_progress(&state.store, &attempt, &cb.call_sid, progress)
+        })
+        .await;
+    }
     // A campaign call that never connected ends here; one that did ends with its media stream.
     // (Repeated or late reports change nothing: the attempt is finished once.)
-    let unanswered = match cb.call_status {
-        WireStatus::Busy => Some(AttemptResult::Busy),
-        WireStatus::NoAnswer => Some(AttemptResult::NoAnswer),
-        WireStatus::Failed | WireStatus::Canceled => Some(AttemptResult::Failed),
-        _ => None,
-    };
+    let unanswered = dialer::ended(cb.call_status).filter(|r| *r != AttemptResult::Completed);
     if let Some(result) = unanswered {
         let now = jiff::Timestamp::now();
         let no_slots = serde_json::Map::new();
-        if let Err(e) = record_call_result(&state.store, &cb.call_sid, result, None, &no_slots, now).await {
-            tracing::warn!(call_sid = %cb.call_sid, "campaign result not recorded: {e}");
-        }
+        // A status callback is not sent twice: what is not written now is only found again by
+        // the scheduler asking the provider, much later.
+        calllog::retry("recording a campaign call's result", || {
+            record_call_result(&state.store, &cb.call_sid, result, None, &no_slots, now)
+        })
+        .await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -395,6 +432,7 @@ where
 
 pub use api::ApiDoc;
 pub use media::MediaOutcome;
+pub use outbound::supervise;
 
 /// Deletes calls (and their recordings) that started more than `days` ago, now and then every hour,
 /// until `shutdown` completes. Runs on the server's runtime: it is a few queries an hour.

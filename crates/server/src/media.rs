@@ -256,18 +256,19 @@ where
         let end = calllog::call_end(&report, calllog::now_ms(), recording);
         calllog::write_report(&state.store, id, &report, end).await;
         // A campaign's call: its attempt ends with the flow's outcome (nothing for other calls).
-        let result = switchboard_campaign::record_call_result(
-            &state.store,
-            &call_sid,
-            switchboard_store::AttemptResult::Completed,
-            report.outcome.map(|o| o.as_str()),
-            &calllog::slots_json(&report),
-            jiff::Timestamp::now(),
-        )
+        let slots = calllog::slots_json(&report);
+        let ended = jiff::Timestamp::now();
+        retry("recording the campaign attempt's result", || {
+            switchboard_campaign::record_call_result(
+                &state.store,
+                &call_sid,
+                switchboard_store::AttemptResult::Completed,
+                report.outcome.map(|o| o.as_str()),
+                &slots,
+                ended,
+            )
+        })
         .await;
-        if let Err(e) = result {
-            tracing::warn!(%call_sid, "campaign result not recorded: {e}");
-        }
     }
     if let Ok(mut finished) = state.finished.lock() {
         if finished.len() == FINISHED_KEPT {

@@ -94,7 +94,8 @@ async fn a_dial_asks_for_machine_detection_and_calls_back_with_the_attempt() {
     );
     assert_eq!(
         get("StatusCallback"),
-        Some("https://voice.example.com/twilio/status")
+        Some("https://voice.example.com/twilio/status?attempt=0190a000-0000-7000-8000-000000000001"),
+        "the attempt in the callback's URL too: a callback may beat the create's answer"
     );
     assert_eq!(get("MachineDetection"), Some("DetectMessageEnd"));
     assert_eq!(get("AsyncAmd"), None, "detection is synchronous");

@@ -7,16 +7,21 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{CALL, Setup, server, stream_call};
+use common::{CALL, INBOUND_FLOW, OUTBOUND_FLOW, Setup, serve, state_with, stream_call};
+use switchboard_store::Store;
 
-const FLOW: &str = r#"
-name: test_line
-direction: inbound
-persona: A test line.
-start: hello
-steps:
-  hello:
-    end: { outcome: resolved, say: Hello and goodbye. }
+/// What JSON Schema cannot say, and so schemathesis cannot know: a calling window must end after
+/// it starts, a campaign's start date must not come after its end date, and a contact list needs
+/// `phone` and `consent` columns. Requests that break only these rules match the document, and
+/// are still answered 400 with the reason; everywhere else a valid request must be accepted.
+const CONFIG: &str = r#"
+[[operations]]
+include-name = "POST /api/campaigns"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401"]
+
+[[operations]]
+include-name = "POST /api/campaigns/{id}/contacts"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "404", "409"]
 "#;
 
 fn schemathesis() -> PathBuf {
@@ -35,16 +40,32 @@ fn schemathesis() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_nothing_wrong_with_the_api() {
     let st = schemathesis();
-    let (url, state) = server(Setup {
-        flow: FLOW,
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let store = Store::open_sqlite(&dir.join("calls.db")).await.expect("store");
+    let setup = Setup {
+        flow: INBOUND_FLOW,
         rest: None,
         record: true,
-    })
-    .await;
-    // Real rows to find: a few finished calls.
+    };
+    let state = state_with(setup, &[OUTBOUND_FLOW], store, &dir);
+    let url = serve(state.clone()).await;
+    // Real rows to find: a few finished calls, a campaign with contacts, a do-not-call entry.
     for i in 0..3 {
         stream_call(&url, &format!("{CALL}{i}"), &[]).await;
     }
+    let spec = switchboard_campaign::settings::SettingsSpec::default();
+    let new = switchboard_campaign::settings::new_campaign("seed", "reminder", "+15550100199", &spec)
+        .expect("campaign");
+    let campaign = state.store().create_campaign(&new).await.expect("create");
+    let contacts = "name,phone,consent,time_zone\nAda,+442079460958,yes,Europe/London\n";
+    switchboard_campaign::import_csv(state.store(), &campaign.id, contacts.as_bytes())
+        .await
+        .expect("import");
+    state
+        .store()
+        .add_dnc("+15550100123", Some("asked"), Some("test"), 0)
+        .await
+        .expect("dnc");
     let key = state
         .store()
         .create_api_key("schemathesis")
@@ -52,9 +73,13 @@ async fn schemathesis_finds_nothing_wrong_with_the_api() {
         .expect("key")
         .secret;
     let report = tempfile::tempdir().expect("temp dir");
+    let config = report.path().join("schemathesis.toml");
+    std::fs::write(&config, CONFIG).expect("config");
     let schema = format!("{url}/api/openapi.json");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .arg("--config-file")
+            .arg(&config)
             .args([
                 "run",
                 &schema,
@@ -88,7 +113,7 @@ async fn schemathesis_finds_nothing_wrong_with_the_api() {
         .lines()
         .find_map(|l| l.trim().strip_prefix("Tested:"))
         .map(str::trim);
-    assert_eq!(tested, Some("5"), "all five operations tested:\n{stdout}");
+    assert_eq!(tested, Some("18"), "all 18 operations tested:\n{stdout}");
     assert!(
         stdout.contains("Fuzzing") && stdout.contains("Stateful"),
         "{stdout}"

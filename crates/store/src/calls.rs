@@ -310,7 +310,7 @@ impl Store {
     pub async fn delete_call(&self, id: &str) -> Result<Option<CallSummary>, StoreError> {
         // The schema cascades, but deleting the children explicitly keeps this correct even on a
         // SQLite connection with foreign keys off, and one transaction keeps it all-or-nothing.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in ["turns", "events"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
                 .bind(id)
@@ -332,7 +332,7 @@ impl Store {
     /// first, so the caller can delete their recordings.
     pub async fn delete_older_than(&self, cutoff: Millis) -> Result<Vec<CallSummary>, StoreError> {
         let old = format!("started_at < $1 AND status NOT IN ({})", open_statuses_sql());
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for table in ["turns", "events"] {
             sqlx::query(&format!(
                 "DELETE FROM {table} WHERE call_id IN (SELECT id FROM calls WHERE {old})"

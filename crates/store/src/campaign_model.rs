@@ -8,6 +8,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::Millis;
 
@@ -323,7 +324,7 @@ impl NewCampaign {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CampaignStatus {
     Draft,
@@ -397,7 +398,7 @@ pub struct ImportResult {
     pub duplicates: Vec<usize>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ContactState {
     /// Waiting for its next attempt (due at `next_attempt_at`).
@@ -408,7 +409,7 @@ pub enum ContactState {
     Done,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Contact {
     pub id: String,
     pub campaign_id: String,
@@ -417,6 +418,8 @@ pub struct Contact {
     pub time_zone: Option<String>,
     pub consent: bool,
     pub consent_source: Option<String>,
+    /// Custom fields from the contact list, for the flow.
+    #[schema(value_type = Object)]
     pub fields: serde_json::Map<String, serde_json::Value>,
     pub state: ContactState,
     pub final_outcome: Option<String>,
@@ -425,7 +428,7 @@ pub struct Contact {
     pub next_attempt_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
     /// A scheduler took the contact; nothing was sent to the provider yet.
@@ -492,7 +495,10 @@ pub const UNREACHABLE: &str = "unreachable";
 /// Outcomes after which the contact is called again (the flow ran but got nowhere); every other
 /// outcome of a completed call is final (`confirmed`, `rescheduled`, `cancelled`, `opted_out`,
 /// `wrong_person`, `completed`, `transferred`, …), so a flow that adds one ends the contact.
-pub const RETRY_OUTCOMES: &[&str] = &["no_answer", "abandoned"];
+/// `interrupted`: the call ended while no runtime could hear its result (a crash mid-call).
+pub const RETRY_OUTCOMES: &[&str] = &["no_answer", "abandoned", INTERRUPTED];
+/// The outcome of a call that ended while its result could not be recorded.
+pub const INTERRUPTED: &str = "interrupted";
 
 /// Whether an attempt with this result and flow outcome finishes the contact.
 pub fn is_final(result: AttemptResult, outcome: Option<&str>) -> bool {
@@ -503,7 +509,7 @@ pub fn is_final(result: AttemptResult, outcome: Option<&str>) -> bool {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Attempt {
     pub id: String,
     pub contact_id: String,
@@ -516,6 +522,8 @@ pub struct Attempt {
     pub provider_call_id: Option<String>,
     pub call_id: Option<String>,
     pub outcome: Option<String>,
+    /// What the flow collected on this call.
+    #[schema(value_type = Object)]
     pub slots: serde_json::Map<String, serde_json::Value>,
     pub ended_at: Option<Millis>,
 }
@@ -543,7 +551,7 @@ pub enum Release {
     Final { outcome: String },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DecisionKind {
     Dial,
@@ -562,7 +570,7 @@ pub struct NewDecision {
 }
 
 /// A logged decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SchedulerDecision {
     pub id: String,
     pub campaign_id: String,
@@ -594,7 +602,7 @@ pub struct InDoubt {
     pub phone: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DncEntry {
     pub phone: String,
     pub reason: Option<String>,
@@ -603,13 +611,13 @@ pub struct DncEntry {
 }
 
 /// One contact's results: the contact (final outcome, state) and every attempt, oldest first.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContactResult {
     pub contact: Contact,
     pub attempts: Vec<Attempt>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ContactOutcomeCount {
     /// `None` for contacts not finished.
     pub outcome: Option<String>,
@@ -617,7 +625,7 @@ pub struct ContactOutcomeCount {
 }
 
 /// A campaign's progress: contacts by state and by final outcome.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct Progress {
     pub total: i64,
     pub pending: i64,

@@ -170,7 +170,7 @@ impl Store {
         campaign_id: &str,
         contacts: &[NewContact],
     ) -> Result<Option<ImportResult>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let exists = sqlx::query("SELECT id FROM campaigns WHERE id = $1")
             .bind(campaign_id)
             .fetch_optional(&mut *tx)
@@ -303,13 +303,7 @@ impl Store {
             return Ok(Vec::new());
         }
         let postgres = self.backend() == "postgres";
-        let mut tx = if postgres {
-            self.pool.begin().await?
-        } else {
-            // The write lock first: a deferred transaction that read and then tried to write would
-            // fail with SQLITE_BUSY instead of waiting, when another runtime claimed meanwhile.
-            self.pool.begin_with("BEGIN IMMEDIATE").await?
-        };
+        let mut tx = self.begin_write().await?;
         let lock = if postgres { " FOR UPDATE" } else { "" };
         let Some(row) = sqlx::query(&format!(
             "SELECT max_concurrent FROM campaigns WHERE id = $1{lock}"
@@ -402,7 +396,7 @@ impl Store {
         release: &Release,
         decision: &NewDecision,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(
             "DELETE FROM attempts WHERE id = $1 AND status = $2 RETURNING contact_id, campaign_id",
         )
@@ -447,7 +441,7 @@ impl Store {
     /// Marks a claimed attempt `dialing`, with the decision to dial, just before the provider is
     /// asked to place the call. `false` if it was no longer a claim: the caller must not dial.
     pub async fn mark_dialing(&self, attempt_id: &str, decision: &NewDecision) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(
             "UPDATE attempts SET status = $2, dialed_at = $3 WHERE id = $1 AND status = $4 \
              RETURNING contact_id, campaign_id",
@@ -573,7 +567,7 @@ impl Store {
         slots: &serde_json::Map<String, serde_json::Value>,
         now: Millis,
     ) -> Result<Option<Finished>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(&format!("SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE id = $1"))
             .bind(attempt_id)
             .fetch_optional(&mut *tx)
@@ -708,6 +702,31 @@ impl Store {
         .collect()
     }
 
+    /// Attempts dialed before `dialed_before` that have a provider call and no result yet
+    /// (`dialing`, `ringing`, `answered`): normally calls in progress, but also calls whose end
+    /// was reported while no runtime was there to hear it. The scheduler asks the provider.
+    pub async fn live_attempts(
+        &self,
+        campaign_id: &str,
+        dialed_before: Millis,
+    ) -> Result<Vec<Attempt>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE campaign_id = $1 \
+             AND status IN ($2, $3, $4) AND provider_call_id IS NOT NULL AND dialed_at < $5 \
+             ORDER BY dialed_at, id"
+        ))
+        .bind(campaign_id)
+        .bind(AttemptStatus::Dialing.as_str())
+        .bind(AttemptStatus::Ringing.as_str())
+        .bind(AttemptStatus::Answered.as_str())
+        .bind(dialed_before)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(attempt)
+        .collect()
+    }
+
     /// Gives back the claims made before `claimed_before` that never got to `dialing` (their
     /// runtime stopped between claiming and deciding): nothing was sent to the provider, so the
     /// attempt rows are deleted and the contacts are pending again. Returns how many.
@@ -716,7 +735,7 @@ impl Store {
         campaign_id: &str,
         claimed_before: Millis,
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows = sqlx::query(
             "DELETE FROM attempts WHERE campaign_id = $1 AND status = $2 AND claimed_at < $3 \
              RETURNING contact_id",

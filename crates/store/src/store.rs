@@ -55,6 +55,17 @@ impl Store {
     }
 
     /// `"sqlite"` or `"postgres"`, for logs and health output.
+    /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that read first and then wrote would fail at once with
+    /// SQLITE_BUSY, without the busy timeout's wait, whenever another writer got in between —
+    /// which under load (calls writing their logs while a scheduler claims) is all the time.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+    }
+
     pub fn backend(&self) -> &'static str {
         match self.backend {
             Backend::Sqlite => "sqlite",

@@ -405,6 +405,23 @@ impl RestClient {
             .collect())
     }
 
+    /// One call as the provider knows it now (its status above all): settles an attempt whose end
+    /// was reported to a runtime that was not there to hear it.
+    pub async fn fetch_call(&self, call_sid: &str) -> Result<CallResource, RestError> {
+        if !is_sid(call_sid) {
+            return Err(RestError::InvalidSid {
+                sid: call_sid.chars().take(64).collect(),
+            });
+        }
+        self.send(
+            reqwest::Method::GET,
+            format!("{}/{call_sid}.json", self.calls_url),
+            None,
+            Repeatable::Yes,
+        )
+        .await
+    }
+
     /// Changes a live call: new TwiML, a redirect, or hanging up.
     pub async fn update_call(&self, call_sid: &str, update: &CallUpdate) -> Result<CallResource, RestError> {
         if !is_sid(call_sid) {
@@ -922,6 +939,26 @@ mod tests {
             seen[1].query.as_deref(),
             Some("To=%2B15005550006&StartTime%3E=2026-11-24&PageSize=50")
         );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn fetch_call_gets_one_call_and_retries_a_5xx() -> Result<(), RestError> {
+        let call = r#"{"sid":"CA42","status":"no-answer"}"#;
+        let (provider, client) = start(vec![reply(503, "{}"), reply(200, call)]).await;
+        let got = client.fetch_call("CA42").await?;
+        assert_eq!((got.sid.as_str(), got.status), ("CA42", CallStatus::NoAnswer));
+        let seen = seen(&provider);
+        assert_eq!(seen.len(), 2, "reading a call is safe to repeat");
+        assert_eq!(seen[1].method, "GET");
+        assert_eq!(
+            seen[1].path,
+            format!("/2010-04-01/Accounts/{SID}/Calls/CA42.json")
+        );
+        assert!(matches!(
+            client.fetch_call("../CA42").await,
+            Err(RestError::InvalidSid { .. })
+        ));
         Ok(())
     }
 

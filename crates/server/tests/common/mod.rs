@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +22,28 @@ pub const TOKEN: &str = "test-token";
 pub const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 pub const CALL: &str = "CA0123456789abcdef0123456789abcdef";
 
+/// An inbound flow for the runtime's default (which no campaign may use).
+pub const INBOUND_FLOW: &str = r#"
+name: support
+direction: inbound
+persona: A test line.
+start: hello
+steps:
+  hello:
+    end: { outcome: resolved, say: Hello and goodbye. }
+"#;
+
+/// An outbound flow for campaigns (the only kind they may name).
+pub const OUTBOUND_FLOW: &str = r#"
+name: reminder
+direction: outbound
+persona: A test caller.
+start: hello
+steps:
+  hello:
+    end: { outcome: confirmed, say: See you then. Goodbye. }
+"#;
+
 pub type FakeState = AppState<FakeStt, FakeLlm, FakeTts>;
 
 /// How a test server is set up.
@@ -34,11 +56,22 @@ pub struct Setup {
 /// The state with one flow, fake engines, and a SQLite call log in a fresh directory (kept for the
 /// test process's life: the server writes into it after the test's last look).
 pub async fn fake_state(setup: Setup) -> (Arc<FakeState>, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let store = Store::open_sqlite(&dir.join("calls.db")).await.expect("store");
+    (state_with(setup, &[], store, &dir), dir)
+}
+
+/// The state with `setup.flow` (the default flow) and `more_flows`, on `store`; recordings, when
+/// asked for, go under `dir`.
+pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -> Arc<FakeState> {
     let flow = Flow::parse(setup.flow, "test.yaml", None).expect("flow");
     let name = flow.name().to_string();
     let mut flows = BTreeMap::new();
     flows.insert(name.clone(), Arc::new(flow));
-    let dir = tempfile::tempdir().expect("temp dir").keep();
+    for (i, yaml) in more_flows.iter().enumerate() {
+        let flow = Flow::parse(yaml, &format!("more{i}.yaml"), None).expect("flow");
+        flows.insert(flow.name().to_string(), Arc::new(flow));
+    }
     let recordings_dir = setup.record.then(|| dir.join("recordings"));
     if let Some(r) = &recordings_dir {
         std::fs::create_dir_all(r).expect("recordings dir");
@@ -61,19 +94,22 @@ pub async fn fake_state(setup: Setup) -> (Arc<FakeState>, PathBuf) {
         llm: Arc::new(FakeLlm),
         tts: Arc::new(FakeTts),
     };
-    let store = Store::open_sqlite(&dir.join("calls.db")).await.expect("store");
-    let state = Arc::new(AppState::new(config, engines, store).expect("state"));
-    (state, dir)
+    Arc::new(AppState::new(config, engines, store).expect("state"))
 }
 
 /// The server on a loopback port.
 pub async fn server(setup: Setup) -> (String, Arc<FakeState>) {
     let (state, _) = fake_state(setup).await;
+    (serve(state.clone()).await, state)
+}
+
+/// `state`'s router on a loopback port; its URL.
+pub async fn serve(state: Arc<FakeState>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(state.clone());
+    let router = app(state);
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (url, state)
+    url
 }
 
 /// The media stream WebSocket, upgraded with a valid signature.
