@@ -119,7 +119,7 @@ pub(crate) async fn answer(
         None => Twiml::new().hangup().to_xml(),
     };
     tracing::info!(call_sid = %call.call_sid, attempt = attempt_id, outcome, "answering machine");
-    log_machine_call(store, call, &campaign.flow, outcome).await;
+    log_machine_call(store, call, attempt_id, &campaign.flow, outcome).await;
     store
         .finish_attempt(
             attempt_id,
@@ -133,7 +133,7 @@ pub(crate) async fn answer(
 }
 
 /// A machine's call goes into the call log too (no turns: nobody spoke with it).
-async fn log_machine_call(store: &Store, call: &VoiceWebhook, flow: &str, outcome: &str) {
+async fn log_machine_call(store: &Store, call: &VoiceWebhook, attempt_id: &str, flow: &str, outcome: &str) {
     let now = calllog::now_ms();
     let new_call = NewCall {
         provider_call_id: call.call_sid.clone(),
@@ -158,9 +158,10 @@ async fn log_machine_call(store: &Store, call: &VoiceWebhook, flow: &str, outcom
         recording_path: None,
     };
     retry("ending a machine's call", || store.finish_call(&id, &end)).await;
-    if let Some(attempt) = store.attempt_by_provider_id(&call.call_sid).await.ok().flatten() {
-        let _ = store.set_attempt_call_id(&attempt.id, &id).await;
-    }
+    retry("linking the attempt to its call", || {
+        store.set_attempt_call_id(attempt_id, &id)
+    })
+    .await;
 }
 
 /// The stream for a person who answered.
@@ -212,13 +213,11 @@ pub async fn supervise<D, R, C>(
     tokio::pin!(shutdown);
     loop {
         while let Some(done) = tasks.try_join_next() {
-            match done {
-                Ok(id) => {
-                    running.remove(&id);
-                }
-                Err(e) => tracing::error!("a campaign scheduler failed: {e}"),
+            if let Err(e) = done {
+                tracing::error!("a campaign scheduler failed: {e}");
             }
         }
+        // Ended or failed: a campaign still live gets a new scheduler below.
         running.retain(|_, handle| !handle.is_finished());
         match store.list_campaigns().await {
             Ok(campaigns) => {
@@ -237,15 +236,9 @@ pub async fn supervise<D, R, C>(
                         config.clone(),
                     );
                     let mut stop = stop_rx.clone();
-                    let id = campaign.id.clone();
-                    let handle = tasks.spawn(async move {
-                        scheduler
-                            .run(async move {
-                                let _ = stop.wait_for(|s| *s).await;
-                            })
-                            .await;
-                        id
-                    });
+                    let handle = tasks.spawn(scheduler.run(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    }));
                     running.insert(campaign.id, handle);
                 }
             }
