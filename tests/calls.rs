@@ -248,3 +248,51 @@ async fn garbage_frames_and_an_abrupt_disconnect_do_not_break_the_server() {
         .expect("health");
     assert_eq!(health.status(), 200);
 }
+
+#[test]
+fn an_engine_crash_ends_that_call_with_an_apology_and_the_next_call_is_served() {
+    // The first phrase synthesized in the process (the first call's greeting) panics the speech
+    // synthesis thread, for real; the server must survive it.
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let server = Server::start_with_env(
+        dir.clone(),
+        None,
+        &[("FAILPOINTS", "tts::synthesize=1*panic(injected synthesis fault)")],
+    );
+    // With an API key, `call` prints the call as the server's log has it.
+    let key = server.api_key();
+    let call = || {
+        let out = switchboard(&[
+            "call",
+            "--server",
+            &server.url,
+            "--api-key",
+            &key,
+            "--audio",
+            &sample(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        stdout
+    };
+    let first = call();
+    assert!(
+        first.contains(switchboard_call::ENGINE_FAILURE_APOLOGY),
+        "the caller hears why the call ends: {first}"
+    );
+    assert!(first.contains("outcome failed"), "the outcome says so: {first}");
+    // The apology follows the phrase that was playing, not the rest of the greeting.
+    assert!(
+        !first.contains("You can ask about our hours"),
+        "the rest of the greeting was dropped: {first}"
+    );
+    assert!(!first.contains("Saturday from 8 AM"), "{first}");
+
+    let second = call();
+    assert!(
+        second.contains("Saturday from 8 AM to 4 PM"),
+        "the next call is answered as usual: {second}"
+    );
+    let log = std::fs::read_to_string(dir.join("serve.log")).expect("serve.log");
+    assert!(log.contains("speech synthesis thread panicked"), "{log}");
+}

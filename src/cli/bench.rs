@@ -23,6 +23,9 @@ pub enum BenchCommand {
     Llm(super::bench_llm::BenchLlmArgs),
     /// Simulated calls through the real server: voice-to-voice latency p50/p95 and per-stage times.
     Calls(super::bench_calls::BenchCallsArgs),
+    /// Side by side with whisper.cpp and llama.cpp (built by `bench/install-peers.sh`), plus calls,
+    /// capacity and webhook throughput: writes bench/results/report.md and PNG charts.
+    Report(super::bench_report::BenchReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -49,37 +52,48 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Stt(args) => stt(args),
         BenchCommand::Llm(args) => super::bench_llm::run(args),
         BenchCommand::Calls(args) => super::bench_calls::run(args),
+        BenchCommand::Report(args) => super::bench_report::run(args),
     }
 }
 
-struct Utterance {
-    text: &'static str,
-    audio: Vec<f32>,
+pub(super) struct Utterance {
+    pub text: &'static str,
+    /// 16 kHz, after the phone path (8 kHz mu-law and back).
+    pub audio: Vec<f32>,
+}
+
+impl Utterance {
+    /// Speaks `text` and passes it through the phone path, as a caller's turn reaches recognition.
+    pub(super) fn spoken(text: &'static str, voice: Voice) -> anyhow::Result<Self> {
+        let audio = synthesize(text, voice).with_context(|| format!("synthesizing {text:?} with {voice}"))?;
+        Ok(Self {
+            text,
+            audio: phone_line(&audio),
+        })
+    }
+}
+
+/// The ~1, 3 and 7 s utterances whose recognition latency is reported, in the first clear voice.
+pub(super) fn timed_utterances() -> anyhow::Result<Vec<Utterance>> {
+    TIMED_UTTERANCES
+        .into_iter()
+        .map(|t| Utterance::spoken(t, CLEAR_VOICES[0]))
+        .collect()
 }
 
 fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
     eprintln!("synthesizing the test set (flite, espeak-ng) and passing it through the phone path…");
-    let speak = |text: &'static str, voice: Voice| -> anyhow::Result<Utterance> {
-        let audio = synthesize(text, voice).with_context(|| format!("synthesizing {text:?} with {voice}"))?;
-        Ok(Utterance {
-            text,
-            audio: phone_line(&audio),
-        })
-    };
     let speak_all = |voices: &[Voice]| -> anyhow::Result<Vec<Utterance>> {
         let mut out = Vec::new();
         for &voice in voices {
             for text in phone_sentences().into_iter().chain(TIMED_UTTERANCES) {
-                out.push(speak(text, voice)?);
+                out.push(Utterance::spoken(text, voice)?);
             }
         }
         Ok(out)
     };
-    let timed: Vec<Utterance> = TIMED_UTTERANCES
-        .into_iter()
-        .map(|t| speak(t, CLEAR_VOICES[0]))
-        .collect::<anyhow::Result<_>>()?;
+    let timed = timed_utterances()?;
     let clear = speak_all(&CLEAR_VOICES)?;
     let robotic = speak_all(&[ESPEAK])?;
     let threads = args
@@ -181,7 +195,11 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Median time from handing over a complete utterance to having its transcript.
-fn median_latency(stt: &WhisperStt, audio: &[f32], runs: usize) -> anyhow::Result<(f64, u32, String)> {
+pub(super) fn median_latency(
+    stt: &WhisperStt,
+    audio: &[f32],
+    runs: usize,
+) -> anyhow::Result<(f64, u32, String)> {
     let mut times = Vec::with_capacity(runs);
     let mut last = None;
     for _ in 0..runs {

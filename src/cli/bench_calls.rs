@@ -1,6 +1,7 @@
 //! `switchboard bench calls`: simulated calls through the real server on loopback, with the real
 //! models; prints voice-to-voice latency percentiles and where the time goes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use switchboard_telephony::AuthToken;
 use switchboard_simulator::{Caller, Simulation, Turn, simulate};
 
 use super::call::wait_for_report;
-use super::serve::{DEV_AUTH_TOKEN, ServeArgs, Settings, build_state};
+use super::serve::{RealState, ServeArgs, Settings, build_state};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchCallsArgs {
@@ -30,7 +31,7 @@ const QUESTIONS: [&str; 4] = [
     "Is there parking near the shop?",
 ];
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -38,23 +39,68 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
-    let mut encoder_input = Vec::new();
-    for q in QUESTIONS {
-        let audio = synthesize(q, Voice::Flite("slt")).context("synthesizing a caller")?;
-        let mut enc = switchboard_audio::MulawEncoder8k::new(16_000).context("resampler")?;
-        let mut frames = enc.push(&audio);
-        frames.extend(enc.finish());
-        encoder_input.push(frames.concat());
+/// The server with the default models, started in this process on a loopback port, and the callers'
+/// questions, synthesized once.
+pub struct BenchServer {
+    pub state: Arc<RealState>,
+    pub base_url: String,
+    pub token: AuthToken,
+    questions: Vec<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for BenchServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BenchServer")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
+}
+
+/// Per-stage times of every answered turn, in ms, sorted.
+#[derive(Debug, Default)]
+pub struct CallStages {
+    pub voice_to_voice: Vec<f64>,
+    pub end_of_turn: Vec<f64>,
+    pub stt_after_turn_end: Vec<f64>,
+    pub answer: Vec<f64>,
+    pub failed: usize,
+}
+
+impl CallStages {
+    pub const NAMES: [&str; 4] = [
+        "voice-to-voice (caller speech end → first bot audio)",
+        "end-of-turn silence (speech end → turn end)",
+        "speech-to-text after turn end",
+        "flow + speech synthesis → first frame",
+    ];
+
+    pub fn stages(&self) -> [&[f64]; 4] {
+        [
+            &self.voice_to_voice,
+            &self.end_of_turn,
+            &self.stt_after_turn_end,
+            &self.answer,
+        ]
+    }
+}
+
+impl BenchServer {
+    /// Must be called on a multi-threaded runtime: the models load on this thread.
+    pub async fn start(max_calls: usize) -> anyhow::Result<Self> {
+        let mut questions = Vec::new();
+        for q in QUESTIONS {
+            let audio = synthesize(q, Voice::Flite("slt")).context("synthesizing a caller")?;
+            let mut enc = switchboard_audio::MulawEncoder8k::new(16_000).context("resampler")?;
+            let mut frames = enc.push(&audio);
+            frames.extend(enc.finish());
+            questions.push(frames.concat().into());
+        }
         let mut settings = Settings::load(&ServeArgs {
             config: None,
             port: Some(0),
             data_dir: Some(std::env::temp_dir().join("switchboard-bench")),
         })?;
-        settings.max_calls = settings.max_calls.max(args.concurrency);
+        settings.max_calls = settings.max_calls.max(max_calls);
         settings.record_calls = false;
         let store = settings.open_store().await?;
         let state = tokio::task::block_in_place(|| build_state(&settings, store))?;
@@ -62,27 +108,35 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = switchboard_server::app(state.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self {
+            state,
+            base_url,
+            token: settings.auth_token.clone(),
+            questions,
+        })
+    }
 
-        let mut stages: [Vec<f64>; 4] = Default::default(); // v2v, eot, stt after eot, answer
-        let mut failed = 0;
-        let semaphore = std::sync::Arc::new(tokio::sync::Semaphore::new(args.concurrency.max(1)));
+    /// Places `calls` simulated calls, `concurrency` at a time, each asking one question.
+    pub async fn run_calls(&self, calls: usize, concurrency: usize) -> anyhow::Result<CallStages> {
+        let mut out = CallStages::default();
+        let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..args.calls {
+        for i in 0..calls {
             let permit = semaphore.clone().acquire_owned().await?;
             let sim = Simulation {
-                base_url: base_url.clone(),
-                token: AuthToken::new(DEV_AUTH_TOKEN),
+                base_url: self.base_url.clone(),
+                token: self.token.clone(),
                 flow: None,
                 from: format!("+1555555{:04}", i),
                 to: "+15555550199".into(),
                 caller: Caller {
                     max: Duration::from_secs(60),
                     ..Caller::new(vec![Turn::Speak(
-                        encoder_input[i % encoder_input.len()].clone().into(),
+                        self.questions[i % self.questions.len()].clone(),
                     )])
                 },
             };
-            let state = state.clone();
+            let state = self.state.clone();
             tasks.spawn(async move {
                 let _permit = permit;
                 let sim = simulate(&sim).await?;
@@ -93,7 +147,7 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
             let report = match done? {
                 Ok(r) => r,
                 Err(e) => {
-                    failed += 1;
+                    out.failed += 1;
                     eprintln!("call failed: {e:#}");
                     continue;
                 }
@@ -105,37 +159,46 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
                     continue;
                 };
                 let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-                stages[0].push(ms(v2v));
-                stages[1].push(ms(t.turn_end.saturating_sub(t.speech_end)));
-                stages[2].push(ms(ready.saturating_sub(t.turn_end)));
-                stages[3].push(ms(audio.saturating_sub(ready)));
+                out.voice_to_voice.push(ms(v2v));
+                out.end_of_turn.push(ms(t.turn_end.saturating_sub(t.speech_end)));
+                out.stt_after_turn_end.push(ms(ready.saturating_sub(t.turn_end)));
+                out.answer.push(ms(audio.saturating_sub(ready)));
             }
         }
-        for s in &mut stages {
+        for s in [
+            &mut out.voice_to_voice,
+            &mut out.end_of_turn,
+            &mut out.stt_after_turn_end,
+            &mut out.answer,
+        ] {
             s.sort_by(f64::total_cmp);
         }
+        Ok(out)
+    }
+}
+
+pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = BenchServer::start(args.concurrency).await?;
+        let stages = server.run_calls(args.calls, args.concurrency).await?;
         println!(
-            "{} calls ({} at once), {} answered turns, {failed} failed",
+            "{} calls ({} at once), {} answered turns, {} failed",
             args.calls,
             args.concurrency,
-            stages[0].len()
+            stages.voice_to_voice.len(),
+            stages.failed
         );
         println!("| stage | p50 | p95 |");
         println!("|---|---|---|");
-        let names = [
-            "voice-to-voice (caller speech end → first bot audio)",
-            "end-of-turn silence (speech end → turn end)",
-            "speech-to-text after turn end",
-            "flow + speech synthesis → first frame",
-        ];
-        for (name, s) in names.iter().zip(&stages) {
+        for (name, s) in CallStages::NAMES.iter().zip(stages.stages()) {
             println!(
                 "| {name} | {:.0} ms | {:.0} ms |",
                 percentile(s, 0.5),
                 percentile(s, 0.95)
             );
         }
-        anyhow::ensure!(failed == 0, "{failed} calls failed");
+        anyhow::ensure!(stages.failed == 0, "{} calls failed", stages.failed);
         Ok(())
     })
 }

@@ -64,13 +64,87 @@ fn peak_rss_mib() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// One model's numbers; times are medians of the runs.
+#[derive(Debug, Clone)]
+pub struct LlmNumbers {
+    pub name: String,
+    pub load: Duration,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+    pub ttft_uncached: Duration,
+    pub ttft_cached: Duration,
+    /// The whole prompt (system prompt, caller turn, chat template) and the part of it cached.
+    pub prompt_tokens: usize,
+    pub cached_tokens: usize,
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Loads the model at `path` and measures it; the engine is shut down before returning.
+pub(super) fn measure(
+    path: &std::path::Path,
+    runs: usize,
+    decode_tokens: usize,
+) -> anyhow::Result<LlmNumbers> {
+    let runs = runs.max(1);
+    let started = Instant::now();
+    let engine = LlmEngine::load(path, EngineConfig::default())
+        .with_context(|| format!("loading {}", path.display()))?;
+    let load = started.elapsed();
+    run_once(&engine, 4)?; // warm the allocator and the kernels
+
+    let mut uncached = Vec::new();
+    let mut prefill_rate = Vec::new();
+    let mut prompt_tokens = 0;
+    for _ in 0..runs {
+        engine.clear_cache_blocking().context("clearing the cache")?;
+        let s = run_once(&engine, 1)?;
+        prompt_tokens = s.prompt_tokens;
+        prefill_rate.push(s.prompt_tokens as f64 / s.time_to_first_token.as_secs_f64());
+        uncached.push(s.time_to_first_token);
+    }
+    let mut cached = Vec::new();
+    let mut cached_tokens = 0;
+    for _ in 0..runs {
+        engine.clear_cache_blocking().context("clearing the cache")?;
+        engine
+            .warm_up_blocking(vec![ChatMessage::system(SYSTEM)])
+            .context("warming up")?;
+        let s = run_once(&engine, 1)?;
+        cached_tokens = s.cached_tokens;
+        cached.push(s.time_to_first_token);
+    }
+    let mut decode_rate = Vec::new();
+    for _ in 0..runs {
+        let s = run_once(&engine, decode_tokens)?;
+        let decode_time = s.total.saturating_sub(s.time_to_first_token);
+        if s.generated_tokens > 1 && !decode_time.is_zero() {
+            decode_rate.push((s.generated_tokens - 1) as f64 / decode_time.as_secs_f64());
+        }
+    }
+    prefill_rate.sort_by(f64::total_cmp);
+    decode_rate.sort_by(f64::total_cmp);
+    let mid = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+    let numbers = LlmNumbers {
+        name: engine.info().name.clone(),
+        load,
+        prefill_tok_s: mid(&prefill_rate),
+        decode_tok_s: mid(&decode_rate),
+        ttft_uncached: median(uncached),
+        ttft_cached: median(cached),
+        prompt_tokens,
+        cached_tokens,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    engine.shutdown();
+    Ok(numbers)
+}
+
 pub fn run(args: BenchLlmArgs) -> anyhow::Result<()> {
     let models = if args.models.is_empty() {
         vec!["smollm2-135m".to_string(), "qwen2.5-0.5b".to_string()]
     } else {
         args.models.clone()
     };
-    let runs = args.runs.max(1);
     println!(
         "| model | load | prefill tok/s | decode tok/s | TTFT uncached | TTFT system prompt cached | prompt / cached tokens | peak RSS |"
     );
@@ -83,59 +157,21 @@ pub fn run(args: BenchLlmArgs) -> anyhow::Result<()> {
                 continue;
             }
         };
-        let started = Instant::now();
-        let engine = LlmEngine::load(&path, EngineConfig::default())
-            .with_context(|| format!("loading {}", path.display()))?;
-        let load = started.elapsed();
-        run_once(&engine, 4)?; // warm the allocator and the kernels
-
-        let mut uncached = Vec::new();
-        let mut prefill_rate = Vec::new();
-        let mut prompt_tokens = 0;
-        for _ in 0..runs {
-            engine.clear_cache_blocking().context("clearing the cache")?;
-            let s = run_once(&engine, 1)?;
-            prompt_tokens = s.prompt_tokens;
-            prefill_rate.push(s.prompt_tokens as f64 / s.time_to_first_token.as_secs_f64());
-            uncached.push(s.time_to_first_token);
-        }
-        let mut cached = Vec::new();
-        let mut cached_tokens = 0;
-        for _ in 0..runs {
-            engine.clear_cache_blocking().context("clearing the cache")?;
-            engine
-                .warm_up_blocking(vec![ChatMessage::system(SYSTEM)])
-                .context("warming up")?;
-            let s = run_once(&engine, 1)?;
-            cached_tokens = s.cached_tokens;
-            cached.push(s.time_to_first_token);
-        }
-        let mut decode_rate = Vec::new();
-        for _ in 0..runs {
-            let s = run_once(&engine, args.decode_tokens)?;
-            let decode_time = s.total.saturating_sub(s.time_to_first_token);
-            if s.generated_tokens > 1 && !decode_time.is_zero() {
-                decode_rate.push((s.generated_tokens - 1) as f64 / decode_time.as_secs_f64());
-            }
-        }
-        prefill_rate.sort_by(f64::total_cmp);
-        decode_rate.sort_by(f64::total_cmp);
-        let mid = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
+        let n = measure(&path, args.runs, args.decode_tokens)?;
         println!(
             "| {} | {:.2} s | {:.0} | {:.1} | {} ms | {} ms | {} / {} | {} |",
-            engine.info().name,
-            load.as_secs_f64(),
-            mid(&prefill_rate),
-            mid(&decode_rate),
-            median(uncached).as_millis(),
-            median(cached).as_millis(),
-            prompt_tokens,
-            cached_tokens,
-            peak_rss_mib()
+            n.name,
+            n.load.as_secs_f64(),
+            n.prefill_tok_s,
+            n.decode_tok_s,
+            n.ttft_uncached.as_millis(),
+            n.ttft_cached.as_millis(),
+            n.prompt_tokens,
+            n.cached_tokens,
+            n.peak_rss_mib
                 .map(|m| format!("{m:.0} MiB"))
                 .unwrap_or_else(|| "?".into()),
         );
-        engine.shutdown();
     }
     println!("\nPeak RSS is the process's high-water mark, so it includes every model measured before.");
     Ok(())

@@ -197,6 +197,8 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
         if let Some(state) = state {
             let report = wait_for_report(&state, &result.call_sid).await?;
             print_report(&report);
+            // The process ends with this call: its log must be written first (`calls list`).
+            let _ = tokio::time::timeout(switchboard_server::LOG_DRAIN, state.log_settled()).await;
         } else if let Some(key) = api_key {
             let call = logged_call(&sim.base_url, &key, &result.call_sid).await?;
             super::calls::print_call(&call);

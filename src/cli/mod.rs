@@ -3,10 +3,13 @@
 pub mod bench;
 pub mod bench_calls;
 pub mod bench_llm;
+pub mod bench_render;
+pub mod bench_report;
 pub mod call;
 pub mod calls;
 pub mod campaign;
 pub mod chat;
+pub mod config_file;
 pub mod flows;
 pub mod keys;
 pub mod models;

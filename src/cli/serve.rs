@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use serde::Deserialize;
 use switchboard_call::{CallSettings, Engines};
 use switchboard_campaign::{SchedulerConfig, SystemClock};
 use switchboard_flow::Flow;
@@ -22,6 +21,8 @@ use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_telephony::AuthToken;
 use switchboard_telephony::rest::{RestClient, RestConfig};
 use switchboard_tts::{EspeakConfig, EspeakTts};
+
+use super::config_file::{FileConfig, scheduler_config};
 
 /// The auth token used when none is configured: fine on loopback with the simulator, never in front
 /// of a real provider (the server warns).
@@ -38,61 +39,6 @@ pub struct ServeArgs {
     /// Directory for recordings and the call log (`calls.db`, unless `database_url` is set).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-}
-
-/// The file format; every field is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<String>,
-    pub port: Option<u16>,
-    pub public_url: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub flows_dir: Option<PathBuf>,
-    pub default_flow: Option<String>,
-    #[serde(default)]
-    pub numbers: BTreeMap<String, String>,
-    #[serde(default)]
-    pub provider: ProviderConfig,
-    #[serde(default)]
-    pub models: ModelsConfig,
-    pub max_calls: Option<usize>,
-    pub record_calls: Option<bool>,
-    /// `postgres://…` (or `sqlite://…`); default: `calls.db` in the data directory.
-    pub database_url: Option<String>,
-    /// Calls and recordings older than this many days are deleted (0: keep everything).
-    pub retention_days: Option<u32>,
-    #[serde(default)]
-    pub campaigns: CampaignsConfig,
-}
-
-/// How the campaign schedulers run (see `switchboard_campaign::SchedulerConfig`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CampaignsConfig {
-    /// Run the schedulers of running campaigns in this process (default: yes, when a provider
-    /// account is configured).
-    pub enabled: Option<bool>,
-    pub tick_ms: Option<u64>,
-    pub lease_seconds: Option<u64>,
-    pub dial_timeout_seconds: Option<u64>,
-    pub settle_after_seconds: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    pub account_sid: Option<String>,
-    pub auth_token: Option<String>,
-    pub rest_base_url: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelsConfig {
-    pub whisper: Option<String>,
-    pub llm: Option<String>,
-    pub voice: Option<String>,
 }
 
 /// The resolved settings.
@@ -130,7 +76,7 @@ impl Settings {
             Some(path) => {
                 let text =
                     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text).with_context(|| format!("parsing {}", path.display()))?
+                FileConfig::parse(&text).with_context(|| format!("parsing {}", path.display()))?
             }
             None => FileConfig::default(),
         };
@@ -201,29 +147,6 @@ impl Settings {
     }
 }
 
-fn scheduler_config(c: &CampaignsConfig) -> anyhow::Result<SchedulerConfig> {
-    let default = SchedulerConfig::default();
-    let config = SchedulerConfig {
-        tick: c.tick_ms.map_or(default.tick, Duration::from_millis),
-        lease: c.lease_seconds.map_or(default.lease, Duration::from_secs),
-        dial_timeout: c
-            .dial_timeout_seconds
-            .map_or(default.dial_timeout, Duration::from_secs),
-        settle_after: c
-            .settle_after_seconds
-            .map_or(default.settle_after, Duration::from_secs),
-    };
-    // A lease shorter than a dial would let a restarted runtime reconcile a dial still in flight.
-    anyhow::ensure!(
-        config.lease > config.dial_timeout,
-        "campaigns.lease_seconds ({}) must be longer than campaigns.dial_timeout_seconds ({})",
-        config.lease.as_secs(),
-        config.dial_timeout.as_secs()
-    );
-    anyhow::ensure!(!config.tick.is_zero(), "campaigns.tick_ms must be above 0");
-    Ok(config)
-}
-
 /// Every flow file in `dir`, by flow name.
 pub fn load_flows(dir: &Path) -> anyhow::Result<BTreeMap<String, Arc<Flow>>> {
     let mut flows = BTreeMap::new();
@@ -286,6 +209,7 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
         recordings_dir,
         max_calls: settings.max_calls,
         start_timeout: Duration::from_secs(10),
+        media_idle_timeout: Duration::from_secs(10),
     };
     let engines = Engines {
         stt: Arc::new(stt),
@@ -323,6 +247,7 @@ fn campaign_provider(
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(&args)?;
+    inject_faults()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let store = runtime.block_on(settings.open_store())?;
     // Calls still "in progress" in the log were cut off by a crash (no call survives a restart).
@@ -384,4 +309,26 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("serving")
     })
+}
+
+/// Fault drills (and the crash tests): `FAILPOINTS="tts::synthesize=1*panic;stt::transcribe=off"`
+/// makes an engine fail for real at a named point (`llm::job`, `stt::transcribe`,
+/// `tts::synthesize`), with the `fail` crate's actions (`panic`, `return`, `sleep(ms)`, counts
+/// `N*`, sequences `->`). Unset, nothing is injected.
+fn inject_faults() -> anyhow::Result<()> {
+    let Ok(spec) = std::env::var("FAILPOINTS") else {
+        return Ok(());
+    };
+    for entry in spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, actions) = entry
+            .split_once('=')
+            .with_context(|| format!("FAILPOINTS: `{entry}` is not `name=actions`"))?;
+        fail::cfg(name.trim(), actions.trim()).map_err(|e| anyhow::anyhow!("FAILPOINTS: `{entry}`: {e}"))?;
+        tracing::warn!(
+            point = name.trim(),
+            actions = actions.trim(),
+            "fault injection armed"
+        );
+    }
+    Ok(())
 }

@@ -73,6 +73,11 @@ impl Server {
     /// Starts on `data_dir` with a configuration file. The server's log is appended to
     /// `serve.log` there, for when a test fails.
     pub fn start_with(data_dir: PathBuf, config: Option<&Path>) -> Self {
+        Self::start_with_env(data_dir, config, &[])
+    }
+
+    /// [`Server::start_with`] with extra environment variables for the server process.
+    pub fn start_with_env(data_dir: PathBuf, config: Option<&Path>, env: &[(&str, &str)]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -86,6 +91,7 @@ impl Server {
             command.arg("--config").arg(config);
         }
         let mut child = command
+            .envs(env.iter().copied())
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())

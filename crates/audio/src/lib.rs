@@ -50,4 +50,6 @@ pub use error::AudioError;
 pub use resample::{StreamResampler, resample};
 pub use telephone::{MulawDecoder16k, MulawEncoder8k, phone_line};
 pub use vad::{TurnDetector, TurnEvent, VadConfig};
-pub use wav::{Audio, f32_to_i16, i16_to_f32, read_wav, read_wav_16k, write_wav_f32_as_i16, write_wav_i16};
+pub use wav::{
+    Audio, decode_wav, f32_to_i16, i16_to_f32, read_wav, read_wav_16k, write_wav_f32_as_i16, write_wav_i16,
+};

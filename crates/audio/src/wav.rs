@@ -53,7 +53,17 @@ fn read_error(path: &Path, err: hound::Error) -> AudioError {
 /// Reads a WAV file and mixes it down to mono.
 pub fn read_wav(path: impl AsRef<Path>) -> Result<Audio, AudioError> {
     let path = path.as_ref();
-    let mut reader = hound::WavReader::open(path).map_err(|e| read_error(path, e))?;
+    let file = std::fs::File::open(path).map_err(|source| AudioError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_wav(std::io::BufReader::new(file), path)
+}
+
+/// Decodes WAV bytes from any reader (a file, an upload, a fuzzer's input) and mixes them down to
+/// mono. `path` only names the source in error messages.
+pub fn decode_wav(input: impl std::io::Read, path: &Path) -> Result<Audio, AudioError> {
+    let mut reader = hound::WavReader::new(input).map_err(|e| read_error(path, e))?;
     let spec = reader.spec();
     let channels = usize::from(spec.channels);
     if channels == 0 {
@@ -71,6 +81,7 @@ pub fn read_wav(path: impl AsRef<Path>) -> Result<Audio, AudioError> {
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
         (hound::SampleFormat::Float, 32) => reader
             .samples::<f32>()
+            .map(|s| s.map(clip))
             .collect::<Result<_, _>>()
             .map_err(|e| read_error(path, e))?,
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
@@ -102,6 +113,12 @@ pub fn read_wav(path: impl AsRef<Path>) -> Result<Audio, AudioError> {
         samples,
         sample_rate: spec.sample_rate,
     })
+}
+
+/// A float WAV can hold any value, NaN and infinities included, but the resampler, the VAD and whisper
+/// all assume [-1, 1]: out-of-range samples clip as a player would, and NaN is silence.
+fn clip(x: f32) -> f32 {
+    if x.is_nan() { 0.0 } else { x.clamp(-1.0, 1.0) }
 }
 
 /// Reads a WAV file as mono 16 kHz, the rate of the VAD and of whisper.
@@ -265,6 +282,37 @@ mod tests {
             assert_eq!(audio.sample_rate, 22050);
             assert_eq!(audio.samples, vec![0.5, -0.25, 0.0], "{bits}-bit {format:?}");
         }
+    }
+
+    /// Found by fuzzing (`wav`): float samples were passed through as stored, so a file could hand
+    /// values far outside [-1, 1], or NaN, to the resampler, the VAD and whisper.
+    #[test]
+    fn float_samples_are_clipped_and_nan_is_silence() {
+        let mut data = Vec::new();
+        for x in [15.7f32, -2.0, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.5] {
+            data.extend_from_slice(&x.to_le_bytes());
+        }
+        let audio = decode_wav(float_wav(&data).as_slice(), Path::new("f.wav")).expect("read");
+        assert_eq!(audio.samples, vec![1.0, -1.0, 0.0, 1.0, -1.0, 0.5]);
+    }
+
+    /// A mono 48 kHz 32-bit float WAV around `data`.
+    fn float_wav(data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(b"RIFF");
+        bytes.extend_from_slice(&(4u32 + 8 + 16 + 8 + data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(b"WAVEfmt ");
+        bytes.extend_from_slice(&16u32.to_le_bytes());
+        bytes.extend_from_slice(&3u16.to_le_bytes()); // format tag: IEEE float
+        bytes.extend_from_slice(&1u16.to_le_bytes()); // channels
+        bytes.extend_from_slice(&48_000u32.to_le_bytes());
+        bytes.extend_from_slice(&(4 * 48_000u32).to_le_bytes()); // byte rate
+        bytes.extend_from_slice(&4u16.to_le_bytes()); // block align
+        bytes.extend_from_slice(&32u16.to_le_bytes()); // bits
+        bytes.extend_from_slice(b"data");
+        bytes.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(data);
+        bytes
     }
 
     #[test]

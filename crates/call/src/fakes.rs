@@ -13,10 +13,12 @@ use switchboard_core::llm::{
 use switchboard_core::stt::{SpeechToText, SttError, SttTimings, Transcript};
 use switchboard_core::tts::{Speech, TextToSpeech, TtsError};
 
-/// Always hears the same sentence.
+/// Always hears the same sentence (or, made with [`FakeStt::stopped`], fails as an engine that
+/// stopped).
 #[derive(Debug)]
 pub struct FakeStt {
     text: &'static str,
+    stopped: bool,
     /// Transcriptions asked for.
     pub calls: AtomicUsize,
 }
@@ -25,7 +27,16 @@ impl FakeStt {
     pub fn new(text: &'static str) -> Self {
         Self {
             text,
+            stopped: false,
             calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Every transcription fails with [`SttError::Unavailable`], as when the engine crashed.
+    pub fn stopped() -> Self {
+        Self {
+            stopped: true,
+            ..Self::new("")
         }
     }
 }
@@ -34,7 +45,11 @@ impl SpeechToText for FakeStt {
     fn transcribe(&self, samples: Vec<f32>) -> impl Future<Output = Result<Transcript, SttError>> + Send {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let text = self.text.to_string();
+        let stopped = self.stopped;
         async move {
+            if stopped {
+                return Err(SttError::Unavailable);
+            }
             Ok(Transcript {
                 text,
                 segments: Vec::new(),
@@ -45,7 +60,8 @@ impl SpeechToText for FakeStt {
     }
 }
 
-/// Understands nothing (the flow's own matchers do the work) and never replies.
+/// Understands nothing (the flow's own matchers do the work) and never replies. Both fail as a bad
+/// request would (`Failed`), not as a stopped engine, which would end the call.
 #[derive(Debug)]
 pub struct FakeLlm;
 
@@ -65,7 +81,7 @@ impl LanguageModel for FakeLlm {
         _: GenerationParams,
         _: CancelToken,
     ) -> impl Future<Output = Result<NoStream, LlmError>> + Send {
-        async { Ok(NoStream) }
+        async { Err(LlmError::Failed("the fake model does not reply".into())) }
     }
     fn answer(
         &self,
@@ -73,7 +89,7 @@ impl LanguageModel for FakeLlm {
         _: Constraint,
         _: GenerationParams,
     ) -> impl Future<Output = Result<Answer, LlmError>> + Send {
-        async { Err(LlmError::Unavailable) }
+        async { Err(LlmError::Failed("the fake model understands nothing".into())) }
     }
     fn label_probabilities(
         &self,

@@ -25,4 +25,4 @@ mod session;
 pub use report::{
     CallLog, CallNote, CallReport, EndReason, EventRecord, LogEntry, Speaker, TurnRecord, TurnTimings,
 };
-pub use session::{CallCommand, CallEvent, CallSettings, Engines, run_call};
+pub use session::{CallCommand, CallEvent, CallSettings, ENGINE_FAILURE_APOLOGY, Engines, run_call};

@@ -130,6 +130,9 @@ pub struct CallReport {
     pub transferred_to: Option<String>,
     pub opted_out: bool,
     pub duration: Duration,
+    /// Where the call's recording was written; `None` when it was not asked for or could not be
+    /// written (a full disk), in which case nothing is left at the path.
+    pub recording: Option<std::path::PathBuf>,
 }
 
 impl CallReport {
@@ -143,6 +146,7 @@ impl CallReport {
             transferred_to: None,
             opted_out: false,
             duration: Duration::ZERO,
+            recording: None,
         }
     }
 

@@ -106,6 +106,9 @@ impl Default for CallSettings {
 
 const FRAME: Duration = Duration::from_millis(20);
 
+/// What a caller hears when an engine stops under their call.
+pub const ENGINE_FAILURE_APOLOGY: &str = "I'm sorry, we're having a technical problem and can't continue this call. Please call back in a few minutes. Goodbye.";
+
 /// Results of delegated work, tagged with the epoch they were asked in.
 enum Internal {
     Transcript {
@@ -281,6 +284,8 @@ struct Call<S, L, T> {
     lines_started: std::collections::HashSet<usize>,
     caller_track: Vec<i16>,
     bot_track: Vec<i16>,
+    /// An engine stopped under the call: it is apologizing and hanging up, the flow is over.
+    engine_failed: bool,
 }
 
 /// Runs one call until the flow ends it or the provider stops the stream, and returns what happened.
@@ -347,6 +352,7 @@ where
         lines_started: std::collections::HashSet::new(),
         caller_track: Vec::new(),
         bot_track: Vec::new(),
+        engine_failed: false,
     };
     call.apply(greeting);
 
@@ -432,7 +438,7 @@ where
     // ----- the flow -----
 
     fn step(&mut self, input: Input) {
-        if self.state.is_ended() {
+        if self.state.is_ended() || self.engine_failed {
             return;
         }
         if self.awaiting_driver && !matches!(input, Input::Understood(_) | Input::WebhookResult(_)) {
@@ -499,6 +505,30 @@ where
                 }
             }
         }
+    }
+
+    /// An engine stopped under this call (it crashed and is being restarted, or the runtime is
+    /// shutting down): what the flow was waiting for will never come, so rather than leave the caller
+    /// in silence, apologize and hang up. Only `Unavailable` errors come here; an overloaded engine
+    /// or one bad request is the flow's to handle.
+    fn end_after_engine_failure(&mut self, message: String) {
+        self.note(CallNote::Error {
+            message: message.clone(),
+        });
+        if self.engine_failed {
+            return;
+        }
+        self.engine_failed = true;
+        tracing::error!("{message}: ending the call");
+        // The rest of what the bot was saying would only delay the apology.
+        self.cut_speech();
+        if !self.state.is_ended() {
+            self.report.outcome = Some(switchboard_flow::Outcome::Failed);
+        }
+        self.awaiting_driver = false;
+        self.deferred.clear();
+        self.say(Utterance::Text(ENGINE_FAILURE_APOLOGY.into()));
+        self.ending = Some((Ending::Hangup, None));
     }
 
     fn say(&mut self, utterance: Utterance) {
@@ -649,6 +679,9 @@ where
                 self.step(Input::Utterance(text));
             }
             Ok(_) => {}
+            Err(SttError::Unavailable) => {
+                self.end_after_engine_failure(format!("speech-to-text: {}", SttError::Unavailable));
+            }
             Err(e) => self.note(CallNote::Error {
                 message: format!("speech-to-text: {e}"),
             }),
@@ -670,6 +703,18 @@ where
 
     /// The caller spoke over the bot: stop talking, drop what was queued, keep what was heard.
     fn barge_in(&mut self) {
+        let heard = self.cut_speech();
+        self.note(CallNote::BargeIn { heard });
+        let _ = self.commands.try_send(CallCommand::Clear);
+        // A goodbye that was interrupted still ends the call.
+        if let Some((_, deadline)) = &mut self.ending {
+            *deadline = None;
+        }
+    }
+
+    /// Stops the bot's speech after the phrase being played: what is queued or still being
+    /// written is dropped, and the transcript keeps only what the caller heard (returned).
+    fn cut_speech(&mut self) -> String {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         if let Some(c) = self.reply_cancel.take() {
             c.cancel();
@@ -723,17 +768,11 @@ where
             }
         }
         self.phrases.clear();
-        let heard = heard
+        heard
             .into_iter()
             .filter(|h| !h.is_empty())
             .collect::<Vec<_>>()
-            .join(" ");
-        self.note(CallNote::BargeIn { heard });
-        let _ = self.commands.try_send(CallCommand::Clear);
-        // A goodbye that was interrupted still ends the call.
-        if let Some((_, deadline)) = &mut self.ending {
-            *deadline = None;
-        }
+            .join(" ")
     }
 
     // ----- delegated work coming back -----
@@ -746,6 +785,12 @@ where
                     *slot = Some(result);
                 }
                 self.try_finish_turn();
+            }
+            Internal::Understood {
+                epoch,
+                result: Err(LlmError::Unavailable),
+            } if epoch == current => {
+                self.end_after_engine_failure(format!("language model: {}", LlmError::Unavailable));
             }
             Internal::Understood { epoch, result } if epoch == current => {
                 let understanding = result.unwrap_or_else(|e| {
@@ -763,6 +808,12 @@ where
                     t.first_token.get_or_insert(now);
                 }
             }
+            Internal::ReplyDone {
+                epoch,
+                result: Err(LlmError::Unavailable),
+            } if epoch == current => {
+                self.end_after_engine_failure(format!("language model: {}", LlmError::Unavailable));
+            }
             Internal::ReplyDone { epoch, result } => {
                 if let Err(e) = result
                     && epoch == current
@@ -779,6 +830,9 @@ where
                 result,
             } if epoch == current => match result {
                 Ok(speech) => self.queue_speech(phrase, &speech),
+                Err(TtsError::Unavailable) => {
+                    self.end_after_engine_failure(format!("speech synthesis: {}", TtsError::Unavailable));
+                }
                 Err(e) => self.note(CallNote::Error {
                     message: format!("speech synthesis: {e}"),
                 }),
@@ -964,18 +1018,28 @@ where
         {
             record.timings = Some(t);
         }
-        if let Some(path) = &self.settings.recording
-            && let Err(e) = switchboard_audio::wav::write_wav_i16(
-                path,
+        if let Some(path) = self.settings.recording.clone() {
+            match switchboard_audio::wav::write_wav_i16(
+                &path,
                 &switchboard_audio::wav::interleave(&self.caller_track, &self.bot_track),
                 8000,
                 2,
-            )
-        {
-            tracing::warn!("writing the recording {}: {e}", path.display());
-            self.note(CallNote::Error {
-                message: format!("recording: {e}"),
-            });
+            ) {
+                Ok(()) => self.report.recording = Some(path),
+                Err(e) => {
+                    // A disk full or failing loses the recording, never the call or its log; a
+                    // partial file would be served as if it were the recording, so it goes too.
+                    tracing::error!("writing the recording {}: {e}", path.display());
+                    self.note(CallNote::Error {
+                        message: format!("recording: {e}"),
+                    });
+                    if let Err(e) = std::fs::remove_file(&path)
+                        && e.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!("removing the partial recording {}: {e}", path.display());
+                    }
+                }
+            }
         }
         self.report
     }

@@ -244,3 +244,49 @@ async fn the_log_hears_of_turns_while_the_call_goes_on_and_ends_where_the_report
         logged[0]
     );
 }
+
+/// The bundled caller recording, as the provider would send it: 20 ms mu-law frames, each at its
+/// time after `from`.
+fn caller_speech(from: Duration) -> Vec<(Duration, CallEvent)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../samples/caller-hours.wav");
+    let audio = switchboard_audio::wav::read_wav(path).expect("the sample reads");
+    let mut encoder = switchboard_audio::MulawEncoder8k::new(audio.sample_rate).expect("encoder");
+    let mut frames = encoder.push(&audio.samples);
+    frames.extend(encoder.finish());
+    // A second of quiet after the words, so the turn ends.
+    frames.extend(std::iter::repeat_n([0xFF; 160], 50));
+    frames
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| (from + FRAME_MS * i as u32, CallEvent::Media(f.to_vec())))
+        .collect()
+}
+
+const FRAME_MS: Duration = Duration::from_millis(20);
+
+#[tokio::test(start_paused = true)]
+async fn a_stopped_engine_ends_the_call_with_an_apology_instead_of_silence() {
+    // The caller asks a question; recognition fails as when the engine crashed under the call.
+    let (report, commands) = call_with(
+        caller_speech(Duration::from_secs(4)),
+        Arc::new(FakeStt::stopped()),
+    )
+    .await;
+    let lines = report.bot_lines();
+    assert_eq!(
+        lines.last().copied(),
+        Some(switchboard_call::ENGINE_FAILURE_APOLOGY),
+        "{lines:?}"
+    );
+    assert_eq!(commands.last(), Some(&CallCommand::Hangup));
+    assert_eq!(report.ended_by, Some(EndReason::BotHungUp));
+    assert_eq!(report.outcome, Some(Outcome::Failed));
+    assert!(
+        report.events.iter().any(|e| matches!(
+            &e.note,
+            switchboard_call::CallNote::Error { message } if message.contains("speech-to-text")
+        )),
+        "{:?}",
+        report.events
+    );
+}

@@ -29,12 +29,15 @@ pub enum ImportError {
     MissingColumn(&'static str),
     #[error("the CSV names the column `{0}` twice")]
     DuplicateColumn(String),
+    #[error("a CSV column name holds a NUL character")]
+    NulInHeader,
 }
 
 /// A row not imported.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct RejectedRow {
-    /// 1-based line in the file (the header is line 1).
+    /// 1-based row, as a spreadsheet numbers it (the header is row 1). It is the line in the file
+    /// unless a quoted value spans lines.
     pub line: u64,
     pub reason: String,
 }
@@ -80,6 +83,10 @@ pub fn parse_contacts(input: impl Read) -> Result<ParsedContacts, ImportError> {
         .iter()
         .map(|h| h.trim().to_ascii_lowercase())
         .collect();
+    // Other columns become the keys of custom fields, and PostgreSQL cannot store a NUL in one.
+    if headers.iter().any(|h| h.contains('\0')) {
+        return Err(ImportError::NulInHeader);
+    }
     for (i, h) in headers.iter().enumerate() {
         if headers[..i].contains(h) {
             return Err(ImportError::DuplicateColumn(h.clone()));
@@ -98,7 +105,7 @@ pub fn parse_contacts(input: impl Read) -> Result<ParsedContacts, ImportError> {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, row);
                 parsed.rejected.push(RejectedRow {
                     line,
                     reason: format!("unreadable row: {e}"),
@@ -106,7 +113,7 @@ pub fn parse_contacts(input: impl Read) -> Result<ParsedContacts, ImportError> {
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
+        let line = record.position().map_or(0, row);
         // No list means a NUL character, and PostgreSQL cannot store one.
         if record.iter().any(|field| field.contains('\0')) {
             parsed.rejected.push(RejectedRow {
@@ -170,6 +177,13 @@ pub fn parse_contacts(input: impl Read) -> Result<ParsedContacts, ImportError> {
         ));
     }
     Ok(parsed)
+}
+
+/// The row of a record, counting the header as 1. Not the reader's line: that counts `\n` only, so
+/// in a file with old Mac line ends (`\r`, still written by spreadsheets) every row was "line 1", and
+/// an import report could not say which row it meant (found by fuzzing, `contacts_csv`).
+fn row(position: &csv::Position) -> u64 {
+    position.record() + 1
 }
 
 /// The zone a number with this region is in, when only one is possible.
@@ -272,6 +286,42 @@ mod tests {
         assert!(matches!(
             parse_contacts("phone,consent,Phone\n".as_bytes()),
             Err(ImportError::DuplicateColumn(_))
+        ));
+    }
+
+    /// Found by fuzzing (`contacts_csv`): rows ended by a lone `\r` all had the same line, so a
+    /// refused row and an imported one could share it.
+    #[test]
+    fn rows_are_numbered_whatever_the_line_ends() {
+        for end in ["\n", "\r\n", "\r"] {
+            let csv = [
+                "phone,consent",
+                "+442079460958,yes",
+                "+44207946095,perhaps",
+                "+33142000000,no",
+            ]
+            .join(end);
+            let p = parse(&csv);
+            let lines: Vec<u64> = p.contacts.iter().map(|(l, _)| *l).collect();
+            assert_eq!(lines, vec![2, 4], "{end:?}");
+            assert_eq!(
+                p.rejected.iter().map(|r| r.line).collect::<Vec<_>>(),
+                vec![3],
+                "{end:?}"
+            );
+        }
+        // A quoted value over two lines is still one row.
+        let p = parse("name,phone,consent\n\"Ada\nLovelace\",+442079460958,yes\nBob,+33142000000,no\n");
+        assert_eq!(p.contacts.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![2, 3]);
+    }
+
+    /// Found by fuzzing (`contacts_csv`): the row check looked at values only, so a NUL in a column
+    /// name reached a custom field's key, which PostgreSQL refuses.
+    #[test]
+    fn a_nul_in_a_column_name_refuses_the_file() {
+        assert!(matches!(
+            parse_contacts("phone,consent,appoint\0ment\n+442079460958,yes,Tuesday\n".as_bytes()),
+            Err(ImportError::NulInHeader)
         ));
     }
 

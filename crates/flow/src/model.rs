@@ -161,7 +161,7 @@ pub async fn respond<L: LanguageModel>(
     mut on_text: impl FnMut(&str),
 ) -> Result<String, LlmError> {
     use switchboard_core::llm::{ReplyEvent, ReplyStream};
-    let mut stream = llm.stream_chat(messages, reply_params(), cancel).await?;
+    let mut stream = llm.stream_chat(messages, reply_params(), cancel.clone()).await?;
     let mut text = String::new();
     while let Some(event) = stream.next().await {
         match event? {
@@ -169,10 +169,16 @@ pub async fn respond<L: LanguageModel>(
                 on_text(&t);
                 text.push_str(&t);
             }
-            ReplyEvent::Finished(_) => break,
+            ReplyEvent::Finished(_) => return Ok(text.trim().to_string()),
         }
     }
-    Ok(text.trim().to_string())
+    // The stream closed without finishing: the request was dropped unanswered, either because it
+    // was cancelled before it ran or because the engine stopped (or crashed) under it.
+    Err(if cancel.is_cancelled() {
+        LlmError::Cancelled
+    } else {
+        LlmError::Unavailable
+    })
 }
 
 #[cfg(test)]

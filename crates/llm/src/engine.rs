@@ -1,6 +1,7 @@
 //! [`LlmEngine`]: the model on its own thread, a bounded queue in front of it, and the
 //! [`LanguageModel`] implementation the rest of switchboard uses.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
@@ -85,7 +86,7 @@ impl LlmEngine {
         let worker = std::thread::Builder::new()
             .name("llm-inference".into())
             .spawn(move || {
-                let mut generator = match Generator::load(&path, config) {
+                let mut generator = match Generator::load(&path, config.clone()) {
                     Ok(g) => {
                         let _ = ready_tx.send(Ok(g.info().clone()));
                         g
@@ -96,8 +97,22 @@ impl LlmEngine {
                     }
                 };
                 while let Ok(job) = jobs_rx.recv() {
-                    run_job(&mut generator, job);
+                    // A panic in the model (a bug, a bad tensor) must not take every call down: the
+                    // request that hit it fails (unwinding drops its reply channel, which its caller
+                    // reads as `Unavailable`) and the model is loaded afresh, because a forward pass
+                    // cut short may have left the caches half-written.
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| run_job(&mut generator, job)));
                     worker_pending.fetch_sub(1, Ordering::AcqRel);
+                    if ran.is_err() {
+                        tracing::error!("language model thread panicked: reloading the model");
+                        match Generator::load(&path, config.clone()) {
+                            Ok(g) => generator = g,
+                            Err(e) => {
+                                tracing::error!("language model could not be reloaded: {e}");
+                                return;
+                            }
+                        }
+                    }
                 }
             })
             .map_err(EngineError::Thread)?;
@@ -218,6 +233,7 @@ impl LlmEngine {
 }
 
 fn run_job(generator: &mut Generator, job: Job) {
+    fail::fail_point!("llm::job");
     match job {
         Job::Chat {
             messages,

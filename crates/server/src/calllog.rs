@@ -9,10 +9,17 @@ use std::future::Future;
 use std::time::Duration;
 
 use switchboard_call::{CallNote, CallReport, EndReason, EventRecord, LogEntry, TurnRecord};
-use switchboard_store::{CallEnd, CallStatus, Event, Speaker, StageTimings, Store, Turn};
+use switchboard_store::{CallEnd, CallStatus, Event, NewCall, Speaker, StageTimings, Store, Turn};
 use tokio::sync::mpsc;
 
 const ATTEMPTS: u32 = 5;
+
+/// How long a call's log writes are retried while the database is unreachable: long enough to
+/// ride out a restart or a failover, bounded so that a database gone for good does not keep tasks
+/// (and the call's transcript in memory) forever.
+pub(crate) const PATIENCE: Duration = Duration::from_secs(15 * 60);
+/// The longest pause between two tries.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Runs `op` until it succeeds or `ATTEMPTS` tries failed (100 ms, 200 ms, … between them).
 pub(crate) async fn retry<T, E, F, Fut>(what: &str, mut op: F) -> Option<T>
@@ -38,21 +45,73 @@ where
     None
 }
 
-/// Consumes one call's log entries until the call drops its sender.
-pub(crate) async fn write_entries(
+/// Runs `op` until it succeeds, backing off from 100 ms to [`MAX_BACKOFF`] between tries, for at
+/// most [`PATIENCE`]. For the writes of a call's log, which run in their own task: nothing waits
+/// for them, and every one of them is idempotent, so a try whose answer was lost can be repeated.
+pub(crate) async fn persist<T, E, F, Fut>(what: &str, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: std::fmt::Display,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let mut delay = Duration::from_millis(100);
+    let mut failures = 0u32;
+    loop {
+        match op().await {
+            Ok(v) => {
+                if failures > 0 {
+                    tracing::info!("call log: {what} written after {failures} failed tries");
+                }
+                return Some(v);
+            }
+            Err(e) if tokio::time::Instant::now() + delay >= deadline => {
+                tracing::error!(
+                    "call log: {what} not written: gave up after {} tries over {} s: {e}",
+                    failures + 1,
+                    PATIENCE.as_secs()
+                );
+                return None;
+            }
+            Err(e) => {
+                // Once, then now and then: a long outage must not flood the log.
+                if failures.is_multiple_of(20) {
+                    tracing::warn!("call log: {what} failed (try {}), retrying: {e}", failures + 1);
+                }
+                failures += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Writes one call into the log: the call itself, then each entry as the call reports it, in
+/// order, until the call drops its sender. Each write waits for the one before: a turn cannot be
+/// written before its call, and a later state of a turn must not be overwritten by an older one.
+pub(crate) async fn write_call(
     store: Store,
     call_id: String,
+    call: NewCall,
+    call_sid: String,
     mut entries: mpsc::UnboundedReceiver<LogEntry>,
 ) {
+    if persist("creating the call", || store.create_call_with_id(&call_id, &call))
+        .await
+        .is_none()
+    {
+        return; // nothing else can be written without the call row
+    }
+    link_campaign_attempt(&store, &call_sid, &call_id).await;
     let mut event_seq = 0i64;
     while let Some(entry) = entries.recv().await {
         match entry {
             LogEntry::Turn(t) => {
                 let turn = turn_row(&t);
-                retry("writing a turn", || store.upsert_turn(&call_id, &turn)).await;
+                persist("writing a turn", || store.upsert_turn(&call_id, &turn)).await;
             }
             LogEntry::TurnDropped { seq } => {
-                retry("dropping an unheard turn", || {
+                persist("dropping an unheard turn", || {
                     store.delete_turn(&call_id, i64::from(seq))
                 })
                 .await;
@@ -60,10 +119,22 @@ pub(crate) async fn write_entries(
             LogEntry::Event(e) => {
                 let event = event_row(event_seq, &e);
                 event_seq += 1;
-                retry("writing an event", || store.add_event(&call_id, &event)).await;
+                persist("writing an event", || store.add_event(&call_id, &event)).await;
             }
         }
     }
+}
+
+/// When the call is a campaign's, its attempt points at the call log entry (and so at the
+/// transcript and recording).
+async fn link_campaign_attempt(store: &Store, call_sid: &str, log_id: &str) {
+    persist("linking the campaign attempt to its call", || async {
+        let Some(attempt) = store.attempt_by_provider_id(call_sid).await? else {
+            return Ok::<_, switchboard_store::StoreError>(());
+        };
+        store.set_attempt_call_id(&attempt.id, log_id).await.map(|_| ())
+    })
+    .await;
 }
 
 /// The final word on a call: every turn as the report has it (the last exchange's timings are only
@@ -71,9 +142,9 @@ pub(crate) async fn write_entries(
 pub(crate) async fn write_report(store: &Store, call_id: &str, report: &CallReport, end: CallEnd) {
     for t in &report.turns {
         let turn = turn_row(t);
-        retry("writing a turn", || store.upsert_turn(call_id, &turn)).await;
+        persist("writing a turn", || store.upsert_turn(call_id, &turn)).await;
     }
-    retry("finishing the call", || store.finish_call(call_id, &end)).await;
+    persist("finishing the call", || store.finish_call(call_id, &end)).await;
 }
 
 fn ms(d: Duration) -> i64 {

@@ -69,7 +69,22 @@ pub struct ServerConfig {
     pub max_calls: usize,
     /// A media stream that sends no `start` within this time is closed.
     pub start_timeout: Duration,
+    /// A call whose media stream sends nothing for this long is over: the provider sends a frame
+    /// every 20 ms, silence included, so a quiet stream is a dead connection.
+    pub media_idle_timeout: Duration,
 }
+
+/// Media streams open at once, calls and handshakes still waiting for `start` together: room for
+/// every call plus as many stragglers again, beyond which an upgrade gets 503.
+fn max_streams(max_calls: usize) -> usize {
+    max_calls * 2 + 2
+}
+
+/// Media stream messages a second, sustained: the provider sends 50 (one per 20 ms frame) plus a
+/// few marks and keys.
+pub const MEDIA_MESSAGES_PER_SECOND: u32 = 150;
+/// Messages that may arrive at once after a network hiccup (10 s of audio).
+pub const MEDIA_MESSAGE_BURST: u32 = 500;
 
 /// What the server knows about a call from the provider's status callbacks.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +100,8 @@ pub struct AppState<S, L, T> {
     pub engines: Engines<S, L, T>,
     /// Bounds the calls in progress; a permit moves into each call's task.
     calls: Arc<Semaphore>,
+    /// Bounds the media stream connections (see [`max_streams`]).
+    streams: Arc<Semaphore>,
     rest: Option<RestClient>,
     /// Status by CallSid, from status callbacks (reordered by sequence number).
     statuses: Mutex<HashMap<String, CallStatusInfo>>,
@@ -92,8 +109,14 @@ pub struct AppState<S, L, T> {
     /// wants the exact durations); everything else reads the call log.
     finished: Mutex<VecDeque<(String, CallReport)>>,
     store: Store,
+    /// Calls' log writes, which outlive their calls while the database is away; shutdown waits
+    /// for them (up to [`LOG_DRAIN`]).
+    log_writes: tokio_util::task::TaskTracker,
     metrics: metrics::Metrics,
 }
+
+/// How long shutdown waits for calls' log writes still being retried.
+pub const LOG_DRAIN: Duration = Duration::from_secs(30);
 
 /// Reports kept in memory; the call log has them all.
 const FINISHED_KEPT: usize = 64;
@@ -118,12 +141,14 @@ impl<S, L, T> AppState<S, L, T> {
         }
         Ok(Self {
             calls: Arc::new(Semaphore::new(config.max_calls)),
+            streams: Arc::new(Semaphore::new(max_streams(config.max_calls))),
             config,
             engines,
             rest,
             statuses: Mutex::new(HashMap::new()),
             finished: Mutex::new(VecDeque::new()),
             store,
+            log_writes: tokio_util::task::TaskTracker::new(),
             metrics: metrics::Metrics::new(),
         })
     }
@@ -142,6 +167,14 @@ impl<S, L, T> AppState<S, L, T> {
 
     pub fn call_status(&self, call_sid: &str) -> Option<CallStatusInfo> {
         self.statuses.lock().ok()?.get(call_sid).cloned()
+    }
+
+    /// Waits until every finished call's log is written (or given up on): for tests and tools
+    /// that read the log right after a call.
+    pub async fn log_settled(&self) {
+        while !self.log_writes.is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Calls in progress.
@@ -218,6 +251,16 @@ where
         .await?;
     // Calls keep their permits until they end; wait for all of them.
     let _all = state.calls.acquire_many(state.config.max_calls as u32).await;
+    state.log_writes.close();
+    if tokio::time::timeout(LOG_DRAIN, state.log_writes.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!(
+            pending = state.log_writes.len(),
+            "shutting down with call log writes still failing: those calls' logs are incomplete"
+        );
+    }
     Ok(())
 }
 
@@ -228,6 +271,8 @@ enum ApiError {
     Forbidden,
     #[error("{0}")]
     BadRequest(String),
+    #[error("too many media streams open; try again later")]
+    Busy,
 }
 
 impl IntoResponse for ApiError {
@@ -235,6 +280,7 @@ impl IntoResponse for ApiError {
         let status = match self {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
         };
         (status, self.to_string()).into_response()
     }
@@ -424,10 +470,19 @@ where
             ApiError::Forbidden
         },
     )?;
+    // Connections that never become calls (no `start`, a flood of handshakes) must not pile up:
+    // each holds a slot until it closes.
+    let Ok(slot) = state.streams.clone().try_acquire_owned() else {
+        tracing::warn!("media stream refused: too many open");
+        return Err(ApiError::Busy);
+    };
     Ok(ws
         .max_message_size(MAX_WS_MESSAGE_BYTES)
         .max_frame_size(MAX_WS_MESSAGE_BYTES)
-        .on_upgrade(move |socket| media::session(socket, state)))
+        .on_upgrade(move |socket| async move {
+            media::session(socket, state).await;
+            drop(slot);
+        }))
 }
 
 pub use api::ApiDoc;

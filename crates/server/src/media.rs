@@ -14,13 +14,13 @@ use switchboard_core::llm::LanguageModel;
 use switchboard_core::stt::SpeechToText;
 use switchboard_core::tts::TextToSpeech;
 use switchboard_flow::Contact;
-use switchboard_store::{CallEnd, CallStatus, Direction, NewCall};
+use switchboard_store::{CallEnd, CallStatus, Direction, NewCall, Store};
 use switchboard_telephony::media::{self, Inbound, StartMeta};
 use switchboard_telephony::rest::CallUpdate;
 use switchboard_telephony::twiml::{Dial, Response as Twiml};
 use tokio::sync::mpsc;
 
-use crate::calllog::{self, retry};
+use crate::calllog::{self, persist};
 use crate::{AppState, FINISHED_KEPT};
 
 /// Bad frames tolerated on one stream before it is closed.
@@ -55,8 +55,10 @@ where
             };
             match media::parse_inbound(text.as_str()) {
                 Ok(Inbound::Start {
-                    start, stream_sid, ..
-                }) => return Some((start, stream_sid)),
+                    start,
+                    stream_sid,
+                    sequence_number,
+                }) => return Some((start, stream_sid, sequence_number)),
                 Ok(Inbound::Connected { .. }) => {}
                 Ok(other) => tracing::warn!("media stream: `{}` before `start`, ignored", other.event()),
                 Err(e) => {
@@ -71,7 +73,7 @@ where
         None
     })
     .await;
-    let Ok(Some((start, stream_sid))) = start else {
+    let Ok(Some((start, stream_sid, mut last_seq))) = start else {
         tracing::warn!("media stream closed: no `start`");
         let _ = sink.close().await;
         return;
@@ -119,16 +121,18 @@ where
         started_at: calllog::now_ms(),
         recording_path: None,
     };
-    // The call goes on even when its log cannot be written; the failure is logged.
-    let log_id = retry("creating the call", || state.store.create_call(&new_call)).await;
-    let log_writer = log_id.clone().map(|id| {
-        let (log, entries) = CallLog::channel();
-        settings.log = Some(log);
-        tokio::spawn(calllog::write_entries(state.store.clone(), id, entries))
-    });
-    if let Some(id) = &log_id {
-        link_campaign_attempt(&state.store, &call_sid, id).await;
-    }
+    // The call never waits for its log: the id is chosen here and everything is written by one
+    // task, in order, retried for as long as the database stays away (see `calllog::persist`).
+    let log_id = Store::new_call_id();
+    let (log, entries) = CallLog::channel();
+    settings.log = Some(log);
+    let log_writer = state.log_writes.spawn(calllog::write_call(
+        state.store.clone(),
+        log_id.clone(),
+        new_call,
+        call_sid.clone(),
+        entries,
+    ));
     state.metrics.call_started();
     tracing::info!(%call_sid, flow = %flow_name, "call started");
 
@@ -144,6 +148,9 @@ where
     ));
     let mut ev_tx = Some(ev_tx);
     let mut end_command = None;
+    let idle = state.config.media_idle_timeout;
+    let mut idle_deadline = tokio::time::Instant::now() + idle;
+    let flood = flood_limiter();
 
     loop {
         tokio::select! {
@@ -152,6 +159,12 @@ where
                     ev_tx = None; // the pipeline sees a disconnect
                     continue;
                 };
+                idle_deadline = tokio::time::Instant::now() + idle;
+                if flood.check().is_err() {
+                    tracing::warn!(%call_sid, "media stream: more messages than a call sends, closing");
+                    ev_tx = None;
+                    continue;
+                }
                 let text = match msg {
                     Message::Text(t) => t,
                     Message::Close(_) => {
@@ -160,8 +173,16 @@ where
                     }
                     _ => continue,
                 };
-                let event = match media::parse_inbound(text.as_str()) {
-                    Ok(Inbound::Media { media, .. }) => Some(CallEvent::Media(media.payload)),
+                let parsed = media::parse_inbound(text.as_str());
+                if let Some(seq) = parsed.as_ref().ok().and_then(Inbound::sequence_number) {
+                    state.metrics.sequence(last_seq, seq);
+                    last_seq = last_seq.max(seq);
+                }
+                let event = match parsed {
+                    Ok(Inbound::Media { media, .. }) => {
+                        state.metrics.media_received();
+                        Some(CallEvent::Media(media.payload))
+                    }
                     Ok(Inbound::Dtmf { dtmf, .. }) => dtmf.digit.chars().next().map(CallEvent::Dtmf),
                     Ok(Inbound::Mark { mark, .. }) => Some(CallEvent::Mark(mark.name)),
                     Ok(Inbound::Stop { .. }) => Some(CallEvent::Stop),
@@ -183,10 +204,17 @@ where
                     }
                 }
             }
+            () = tokio::time::sleep_until(idle_deadline), if ev_tx.is_some() => {
+                tracing::warn!(%call_sid, idle_s = idle.as_secs_f64(), "media stream: nothing received, ending the call");
+                ev_tx = None;
+            }
             cmd = cmd_rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let json = match cmd {
-                    CallCommand::Media(frame) => media::outbound_media(&stream_sid, &frame),
+                    CallCommand::Media(frame) => {
+                        state.metrics.media_sent();
+                        media::outbound_media(&stream_sid, &frame)
+                    }
                     CallCommand::Mark(name) => media::outbound_mark(&stream_sid, &name),
                     CallCommand::Clear => media::outbound_clear(&stream_sid),
                     CallCommand::Transfer(to) => {
@@ -210,28 +238,63 @@ where
         Err(e) => {
             tracing::error!(%call_sid, "call task failed: {e}");
             state.metrics.call_finished(None);
-            if let Some(id) = &log_id {
-                let end = CallEnd {
-                    status: CallStatus::Failed,
-                    ended_at: calllog::now_ms(),
-                    duration_ms: 0,
-                    outcome: None,
-                    slots: serde_json::Map::new(),
-                    hangup_reason: Some("internal_error".into()),
-                    transferred_to: None,
-                    recording_path: None,
-                };
-                retry("finishing the call", || state.store.finish_call(id, &end)).await;
-            }
+            let end = CallEnd {
+                status: CallStatus::Failed,
+                ended_at: calllog::now_ms(),
+                duration_ms: 0,
+                outcome: None,
+                slots: serde_json::Map::new(),
+                hangup_reason: Some("internal_error".into()),
+                transferred_to: None,
+                recording_path: None,
+            };
+            let store = state.store.clone();
+            state.log_writes.spawn(async move {
+                let _ = log_writer.await;
+                persist("finishing the call", || store.finish_call(&log_id, &end)).await;
+            });
             drop(permit);
             let _ = sink.close().await;
             return;
         }
     };
-    // The pipeline dropped its log sender when it ended: the writer drains and stops.
-    if let Some(writer) = log_writer {
-        let _ = writer.await;
+    log_report(&call_sid, &report);
+    state.metrics.call_finished(Some(&report));
+    let recording = report.recording.as_ref().map(|p| p.display().to_string());
+    let end = calllog::call_end(&report, calllog::now_ms(), recording);
+    if let Ok(mut finished) = state.finished.lock() {
+        if finished.len() == FINISHED_KEPT {
+            finished.pop_front();
+        }
+        finished.push_back((call_sid.clone(), report.clone()));
     }
+    // The call's last writes go on in their own task, which nothing waits for: a database that is
+    // away for a while must not hold the line (turning later callers away as "busy") or the
+    // stream. It is tracked before the stream closes, so `log_settled` sees it.
+    let store = state.store.clone();
+    let sid = call_sid.clone();
+    state.log_writes.spawn(async move {
+        // The pipeline dropped its log sender when it ended: the writer drains and stops.
+        let _ = log_writer.await;
+        calllog::write_report(&store, &log_id, &report, end).await;
+        // A campaign's call: its attempt ends with the flow's outcome (nothing for other calls).
+        let slots = calllog::slots_json(&report);
+        let ended = jiff::Timestamp::now();
+        persist("recording the campaign attempt's result", || {
+            switchboard_campaign::record_call_result(
+                &store,
+                &sid,
+                switchboard_store::AttemptResult::Completed,
+                report.outcome.map(|o| o.as_str()),
+                &slots,
+                ended,
+            )
+        })
+        .await;
+    });
+    // The call is over: its line is free before the stream closes, so a provider that reuses the
+    // line at once (or the next caller) is not turned away as busy.
+    drop(permit);
     if let Some(update) = end_command {
         match &state.rest {
             Some(rest) => {
@@ -243,54 +306,6 @@ where
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
-    log_report(&call_sid, &report);
-    state.metrics.call_finished(Some(&report));
-    if let Some(id) = &log_id {
-        let recording = state
-            .config
-            .recordings_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{call_sid}.wav")))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string());
-        let end = calllog::call_end(&report, calllog::now_ms(), recording);
-        calllog::write_report(&state.store, id, &report, end).await;
-        // A campaign's call: its attempt ends with the flow's outcome (nothing for other calls).
-        let slots = calllog::slots_json(&report);
-        let ended = jiff::Timestamp::now();
-        retry("recording the campaign attempt's result", || {
-            switchboard_campaign::record_call_result(
-                &state.store,
-                &call_sid,
-                switchboard_store::AttemptResult::Completed,
-                report.outcome.map(|o| o.as_str()),
-                &slots,
-                ended,
-            )
-        })
-        .await;
-    }
-    if let Ok(mut finished) = state.finished.lock() {
-        if finished.len() == FINISHED_KEPT {
-            finished.pop_front();
-        }
-        finished.push_back((call_sid, report));
-    }
-    drop(permit);
-}
-
-/// When the call is a campaign's, its attempt points at the call log entry (and so at the
-/// transcript and recording).
-async fn link_campaign_attempt(store: &switchboard_store::Store, call_sid: &str, log_id: &str) {
-    let linked = async {
-        let Some(attempt) = store.attempt_by_provider_id(call_sid).await? else {
-            return Ok(());
-        };
-        store.set_attempt_call_id(&attempt.id, log_id).await.map(|_| ())
-    };
-    if let Err(e) = linked.await {
-        tracing::warn!(%call_sid, "linking the campaign attempt to its call: {e}");
-    }
 }
 
 fn dial_to(to: &str) -> Dial {
@@ -311,4 +326,13 @@ fn log_report(call_sid: &str, report: &CallReport) {
         ?latencies,
         "call ended"
     );
+}
+
+/// Bounds the messages one media stream may send (see [`crate::MEDIA_MESSAGES_PER_SECOND`]); a
+/// stream beyond it is not a phone call and is closed.
+fn flood_limiter() -> governor::DefaultDirectRateLimiter {
+    let per_second =
+        std::num::NonZeroU32::new(crate::MEDIA_MESSAGES_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN);
+    let burst = std::num::NonZeroU32::new(crate::MEDIA_MESSAGE_BURST).unwrap_or(per_second);
+    governor::RateLimiter::direct(governor::Quota::per_second(per_second).allow_burst(burst))
 }

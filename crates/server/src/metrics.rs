@@ -34,6 +34,10 @@ pub struct Metrics {
     transcript_after_turn_end: Histogram,
     first_token: Histogram,
     first_audio_after_transcript: Histogram,
+    media_received: Counter,
+    media_sent: Counter,
+    sequence_gaps: Counter,
+    out_of_order: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +82,31 @@ impl Metrics {
             "Transcript ready to the first audio frame of the answer (flow, model, speech synthesis)",
             first_audio_after_transcript.clone(),
         );
+        let counter = |registry: &mut Registry, name: &str, help: &str| {
+            let c = Counter::default();
+            registry.register(name, help, c.clone());
+            c
+        };
+        let media_received = counter(
+            &mut registry,
+            "media_frames_received",
+            "Caller audio frames received on media streams",
+        );
+        let media_sent = counter(
+            &mut registry,
+            "media_frames_sent",
+            "Bot audio frames sent on media streams",
+        );
+        let sequence_gaps = counter(
+            &mut registry,
+            "media_sequence_gaps",
+            "Media stream messages missing from their stream's sequence (lost before they got here)",
+        );
+        let out_of_order = counter(
+            &mut registry,
+            "media_out_of_order",
+            "Media stream messages that arrived after a later one of their stream",
+        );
         Self {
             registry,
             calls_active,
@@ -86,6 +115,27 @@ impl Metrics {
             transcript_after_turn_end,
             first_token,
             first_audio_after_transcript,
+            media_received,
+            media_sent,
+            sequence_gaps,
+            out_of_order,
+        }
+    }
+
+    pub fn media_received(&self) {
+        self.media_received.inc();
+    }
+
+    pub fn media_sent(&self) {
+        self.media_sent.inc();
+    }
+
+    /// A stream's message numbered `seq` arrived after `last`.
+    pub fn sequence(&self, last: u64, seq: u64) {
+        if seq <= last {
+            self.out_of_order.inc();
+        } else if seq > last + 1 {
+            self.sequence_gaps.inc_by(seq - last - 1);
         }
     }
 

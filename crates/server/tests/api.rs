@@ -55,6 +55,7 @@ async fn json(response: reqwest::Response) -> Value {
 async fn without_a_valid_key_the_api_answers_401_and_reveals_nothing() {
     let (url, state) = server(setup()).await;
     stream_call(&url, CALL, &[(Duration::from_millis(300), '1')]).await;
+    state.log_settled().await;
     let id = state
         .store()
         .find_by_provider_id(CALL)
@@ -135,6 +136,7 @@ async fn a_call_is_logged_while_it_happens_and_served_with_transcript_events_and
         "{detail}"
     );
     call.await.expect("call");
+    state.log_settled().await;
 
     let list = json(get(&format!("{url}/api/calls"), Some(&key)).await).await;
     let calls = list["calls"].as_array().expect("calls");

@@ -287,6 +287,7 @@ async fn a_campaign_call_ends_its_attempt_with_the_flows_outcome_or_the_provider
 
     // Answered: the flow runs and its outcome ends the attempt and the contact.
     stream_call(&url, CALL, &[]).await;
+    state.log_settled().await;
     let answered = state
         .store()
         .get_attempt(&attempts[0])

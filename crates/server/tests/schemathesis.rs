@@ -52,6 +52,7 @@ async fn schemathesis_finds_nothing_wrong_with_the_api() {
     // Real rows to find: a few finished calls, a campaign with contacts, a do-not-call entry.
     for i in 0..3 {
         stream_call(&url, &format!("{CALL}{i}"), &[]).await;
+        state.log_settled().await;
     }
     let spec = switchboard_campaign::settings::SettingsSpec::default();
     let new = switchboard_campaign::settings::new_campaign("seed", "reminder", "+15550100199", &spec)

@@ -79,6 +79,11 @@ pub fn parse(twiml: &str) -> Result<Vec<Verb>, TwimlError> {
                 text.push_str(&String::from_utf8_lossy(&t));
             }
             Event::GeneralRef(r) if capture != Capture::None => {
+                // `&#10;`: the runtime writes line breaks and tabs as character references.
+                if let Some(c) = r.resolve_char_ref().map_err(|e| TwimlError(e.to_string()))? {
+                    text.push(c);
+                    continue;
+                }
                 let name = r.decode().map_err(|e| TwimlError(e.to_string()))?;
                 match quick_xml::escape::resolve_predefined_entity(&name) {
                     Some(c) => text.push_str(c),
@@ -246,6 +251,19 @@ mod tests {
             "<Response><Gather input=\"dtmf\"><Say>Press 1.</Say></Gather><Sms>x</Sms><Hangup/></Response>";
         assert_eq!(parse(xml)?, [Verb::Say("Press 1.".into()), Verb::Hangup]);
         assert!(stream_of(&parse(xml)?).is_none());
+        Ok(())
+    }
+
+    /// Found by fuzzing (`twiml`): the runtime now writes line breaks as `&#10;`, which this reader
+    /// refused as an unknown entity.
+    #[test]
+    fn character_references_are_read() -> Result<(), TwimlError> {
+        let xml = Response::new().say("Line one.\r\nLine\ttwo.").to_xml();
+        assert_eq!(parse(&xml)?, [Verb::Say("Line one.\r\nLine\ttwo.".into())]);
+        assert_eq!(
+            parse("<Response><Say>&#65;&#x42;</Say></Response>")?,
+            [Verb::Say("AB".into())]
+        );
         Ok(())
     }
 

@@ -34,13 +34,26 @@ impl Store {
     /// Records a call whose media stream just started (so it is answered and in progress), and
     /// returns its id: a UUIDv7, which sorts by creation time.
     pub async fn create_call(&self, call: &NewCall) -> Result<String, StoreError> {
-        let id = Uuid::now_v7().to_string();
+        let id = Self::new_call_id();
+        self.create_call_with_id(&id, call).await?;
+        Ok(id)
+    }
+
+    /// A fresh id for [`Store::create_call_with_id`].
+    pub fn new_call_id() -> String {
+        Uuid::now_v7().to_string()
+    }
+
+    /// Creates the call under an id chosen beforehand, so that a call can start (and be referred
+    /// to) while the database is unreachable, and the write be retried later. Idempotent: an insert
+    /// that took effect but whose answer was lost is not an error when repeated.
+    pub async fn create_call_with_id(&self, id: &str, call: &NewCall) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO calls (id, provider_call_id, direction, from_number, to_number, flow, \
              status, started_at, answered_at, recording_path) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) ON CONFLICT (id) DO NOTHING",
         )
-        .bind(id.as_str())
+        .bind(id)
         .bind(call.provider_call_id.as_str())
         .bind(call.direction.as_str())
         .bind(call.from.as_str())
@@ -51,7 +64,7 @@ impl Store {
         .bind(call.recording_path.as_deref())
         .execute(&self.pool)
         .await?;
-        Ok(id)
+        Ok(())
     }
 
     /// Applies a status the telephony provider reported. A call that has ended is never reopened:

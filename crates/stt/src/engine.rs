@@ -1,5 +1,6 @@
 //! The whisper engine: a shared context, worker threads that own a state each, and a bounded job queue.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -251,15 +252,34 @@ fn worker(
             continue; // the caller gave up (hung up, barged in): don't spend the CPU
         }
         let queued = job.enqueued.elapsed();
-        let result = run(&mut state, config, &job.samples).map(|mut t| {
+        // A panic here must not end the worker (and with the last one, every call's recognition):
+        // the job fails as `Unavailable` (its reply channel is dropped) and the worker goes on with
+        // a fresh whisper state, since the old one may hold a half-finished decode.
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| run(&mut state, config, &job.samples)));
+        let result = match ran {
+            Ok(result) => result,
+            Err(_) => {
+                drop(job.reply);
+                tracing::error!("whisper worker panicked: starting over with a new state");
+                match ctx.create_state() {
+                    Ok(s) => state = s,
+                    Err(e) => {
+                        tracing::error!("whisper worker could not create a new state: {e}");
+                        return;
+                    }
+                }
+                continue;
+            }
+        };
+        let _ = job.reply.send(result.map(|mut t| {
             t.timings.queued = queued;
             t
-        });
-        let _ = job.reply.send(result);
+        }));
     }
 }
 
 fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Result<Transcript, SttError> {
+    fail::fail_point!("stt::transcribe");
     let started = Instant::now();
     let audio_ctx = config.window.audio_ctx(samples.len());
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });

@@ -429,13 +429,25 @@ fn empty(out: &mut String, tag: &str, attrs: &[(&str, Option<&str>)]) {
 }
 
 /// Escapes for both text and double- or single-quoted attributes, dropping what XML 1.0 cannot hold.
+///
+/// Tab, line feed and carriage return go out as character references: a conforming parser (the
+/// provider's) turns them into spaces in an attribute value and a carriage return into a line feed in
+/// text, while a reference comes back as the character itself. Found by fuzzing (`twiml`): a stream
+/// parameter holding a line break reached the media stream with a space instead.
 fn push_text(out: &mut String, s: &str) {
-    let allowed = |c: &char| matches!(*c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..);
-    if s.chars().all(|c| allowed(&c)) {
-        out.push_str(&quick_xml::escape::escape(s));
-    } else {
-        let clean: String = s.chars().filter(allowed).collect();
-        out.push_str(&quick_xml::escape::escape(&clean));
+    for c in s.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'.. => out.push(c),
+            _ => {}
+        }
     }
 }
 
@@ -499,9 +511,16 @@ mod tests {
                         .push_str(&text);
                 }
                 Event::GeneralRef(r) => {
-                    let name = r.decode().expect("utf-8").into_owned();
-                    let c = quick_xml::escape::resolve_predefined_entity(&name).expect("predefined entity");
-                    stack.last_mut().expect("ref inside an element").text.push_str(c);
+                    let text = stack.last_mut().expect("ref inside an element");
+                    match r.resolve_char_ref().expect("a valid character reference") {
+                        Some(c) => text.text.push(c),
+                        None => {
+                            let name = r.decode().expect("utf-8").into_owned();
+                            let c = quick_xml::escape::resolve_predefined_entity(&name)
+                                .expect("predefined entity");
+                            text.text.push_str(c);
+                        }
+                    }
                 }
                 Event::End(_) => {
                     let done = stack.pop().expect("balanced");
@@ -734,6 +753,24 @@ mod tests {
             .to_xml();
         assert!(!xml.contains('\u{0}') && !xml.contains('\u{1b}'));
         assert_eq!(parse(&xml).children[0].text, "abcd\te\u{1F600}");
+    }
+
+    /// Found by fuzzing (`twiml`): a conforming parser normalizes a literal tab or line break in an
+    /// attribute to a space, and a carriage return in text to a line feed.
+    #[test]
+    fn line_breaks_and_tabs_survive_attribute_and_text_normalization() -> Result<(), TwimlError> {
+        let value = "a\tb\nc\r\nd\re";
+        let xml = Response::new()
+            .say(value)
+            .connect_stream(Stream::new("wss://x.example/m")?.parameter("note", value))
+            .to_xml();
+        assert!(!xml.contains(['\t', '\n', '\r']), "{xml}");
+        assert!(xml.contains("a&#9;b&#10;c&#13;&#10;d&#13;e"), "{xml}");
+        let doc = parse(&xml);
+        assert_eq!(doc.children[0].text, value);
+        let param = &doc.children[1].children[0].children[0];
+        assert_eq!(param.attrs[1], ("value".to_string(), value.to_string()));
+        Ok(())
     }
 
     #[test]

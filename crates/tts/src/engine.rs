@@ -1,6 +1,7 @@
 //! The espeak-ng engine: one synthesis thread fed by a bounded queue, answering through oneshots.
 
 use std::ffi::CString;
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -260,15 +261,24 @@ fn worker(
             continue; // the caller gave up (barge-in, hang-up): don't spend the CPU
         }
         let started = Instant::now();
-        let result = with_library(|lib| {
-            // Another engine in the process may have changed the voice since.
-            lib.apply(settings)?;
-            let mut samples = Vec::new();
-            lib.synthesize(&job.text, &mut samples)?;
-            Ok(samples)
-        })
-        .map_err(TtsError::Failed)
-        .map(|samples| Speech {
+        // A panic must not end the only synthesis thread (and every call's voice with it): the job
+        // fails as `Unavailable` (its reply channel is dropped) and the thread takes the next one.
+        // `with_library` recovers the library's lock from the poisoning.
+        let ran = panic::catch_unwind(AssertUnwindSafe(|| {
+            fail::fail_point!("tts::synthesize", |_| Err("injected failure".to_string()));
+            with_library(|lib| {
+                // Another engine in the process may have changed the voice since.
+                lib.apply(settings)?;
+                let mut samples = Vec::new();
+                lib.synthesize(&job.text, &mut samples)?;
+                Ok(samples)
+            })
+        }));
+        let Ok(result) = ran else {
+            tracing::error!("speech synthesis thread panicked: going on with the next request");
+            continue;
+        };
+        let result = result.map_err(TtsError::Failed).map(|samples| Speech {
             samples: trim_silence(&samples, sample_rate, keep).to_vec(),
             sample_rate,
         });

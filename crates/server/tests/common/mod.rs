@@ -88,6 +88,7 @@ pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -
         recordings_dir,
         max_calls: 2,
         start_timeout: Duration::from_secs(2),
+        media_idle_timeout: Duration::from_secs(3),
     };
     let engines = Engines {
         stt: Arc::new(FakeStt::new("")),
