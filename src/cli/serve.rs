@@ -210,6 +210,7 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
         max_calls: settings.max_calls,
         start_timeout: Duration::from_secs(10),
         media_idle_timeout: Duration::from_secs(10),
+        http_read_timeout: Duration::from_secs(10),
     };
     let engines = Engines {
         stt: Arc::new(stt),

@@ -72,6 +72,10 @@ pub struct ServerConfig {
     /// A call whose media stream sends nothing for this long is over: the provider sends a frame
     /// every 20 ms, silence included, so a quiet stream is a dead connection.
     pub media_idle_timeout: Duration,
+    /// A connection must send a request's headers within this time of opening, or of finishing its
+    /// previous request; a client that trickles them (slowloris) or idles is disconnected. Bodies
+    /// get as long again.
+    pub http_read_timeout: Duration,
 }
 
 /// Media streams open at once, calls and handshakes still waiting for `start` together: room for
@@ -246,9 +250,7 @@ where
     L: LanguageModel + 'static,
     T: TextToSpeech + 'static,
 {
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    serve_http(listener, app(state.clone()), state.config.http_read_timeout, shutdown).await;
     // Calls keep their permits until they end; wait for all of them.
     let _all = state.calls.acquire_many(state.config.max_calls as u32).await;
     state.log_writes.close();
@@ -262,6 +264,72 @@ where
         );
     }
     Ok(())
+}
+
+/// Accepts connections until `shutdown`, then waits for requests in flight.
+///
+/// Why not `axum::serve`: it gives hyper no timer, and without one hyper cannot time out a client
+/// that never finishes its headers, so slow or idle clients would hold connections (and file
+/// descriptors) forever. HTTP/1.1 only: it is what the providers and browsers here speak, and
+/// WebSocket upgrades need it.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    read_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        read_timeout,
+    ));
+    // hyper's own HTTP/1 builder rather than hyper-util's `auto` one: `auto` first waits for the
+    // bytes that tell HTTP/1 from HTTP/2, with no timeout, so a client that sends nothing was
+    // never timed out.
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(read_timeout);
+    let connections = tokio_util::task::TaskTracker::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, mostly: wait for some to be freed rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = http
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()))
+            .with_upgrades();
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = stop.changed() => {
+                    // Finish the request in flight, then close instead of keeping the connection.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = result {
+                // Timeouts, resets and malformed requests: the client's doing, not news.
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    connections.close();
+    connections.wait().await;
 }
 
 /// An error answered to the provider; never reveals more than the status and a short reason.

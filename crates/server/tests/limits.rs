@@ -162,3 +162,69 @@ async fn more_connections_than_lines_are_refused_with_503_until_one_closes() {
         }
     }
 }
+
+/// Reads from `stream` until the server closes it; how long that took (`None`: still open after
+/// `within`).
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(within, async {
+        // Whatever the server answers (a 408, say) is read past: only the close counts.
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await
+    .ok()
+    .map(|()| started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_and_idle_http_clients_are_disconnected_and_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    // The test server's read timeout is 2 s.
+    let (url, _state) = server(setup()).await;
+    let addr = url.trim_start_matches("http://").to_string();
+
+    // Connects and sends nothing.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    // Trickles its headers a byte at a time, never finishing (slowloris).
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    slow.write_all(b"POST /twilio/voice HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let trickle = tokio::spawn(async move {
+        let started = Instant::now();
+        // Writing fails once the server has closed its end (the write after the close is reset).
+        for _ in 0..40 {
+            if slow.write_all(b"X").await.is_err() {
+                return Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        None
+    });
+    // Announces a body and sends only part of it.
+    let mut short_body = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    short_body
+        .write_all(b"POST /twilio/voice HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nCallSid=")
+        .await
+        .expect("write");
+
+    // Meanwhile the server answers everyone else.
+    let health = reqwest::get(format!("{url}/health")).await.expect("health");
+    assert_eq!(health.status(), 200);
+
+    let took = closed_within(&mut idle, Duration::from_secs(8)).await;
+    assert!(
+        took.is_some_and(|t| t >= Duration::from_millis(1500)),
+        "idle connection: {took:?}"
+    );
+    let took = closed_within(&mut short_body, Duration::from_secs(8)).await;
+    assert!(took.is_some(), "a body that never arrives holds its connection");
+    // Headers still trickling after 2 s are cut off, though bytes kept coming.
+    let cut_after = trickle.await.expect("trickle task");
+    assert!(
+        cut_after.is_some_and(|t| t < Duration::from_secs(6)),
+        "the slowloris connection was still open after 10 s of trickling: {cut_after:?}"
+    );
+}

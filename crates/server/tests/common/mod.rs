@@ -12,7 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use switchboard_call::fakes::{FakeLlm, FakeStt, FakeTts};
 use switchboard_call::{CallSettings, Engines};
 use switchboard_flow::Flow;
-use switchboard_server::{AppState, ServerConfig, app};
+use switchboard_server::{AppState, ServerConfig};
 use switchboard_store::Store;
 use switchboard_telephony::{AuthToken, signature};
 use tokio_tungstenite::tungstenite::Message;
@@ -89,6 +89,7 @@ pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -
         max_calls: 2,
         start_timeout: Duration::from_secs(2),
         media_idle_timeout: Duration::from_secs(3),
+        http_read_timeout: Duration::from_secs(2),
     };
     let engines = Engines {
         stt: Arc::new(FakeStt::new("")),
@@ -108,8 +109,8 @@ pub async fn server(setup: Setup) -> (String, Arc<FakeState>) {
 pub async fn serve(state: Arc<FakeState>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let router = app(state);
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    // The server's own accept loop (timeouts included), never shut down.
+    tokio::spawn(switchboard_server::serve(listener, state, std::future::pending()));
     url
 }
 
