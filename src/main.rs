@@ -41,6 +41,9 @@ enum Command {
     /// Create, list and revoke API keys for the call log API and web page.
     #[command(subcommand)]
     Keys(cli::keys::KeysCommand),
+    /// Show the configuration `serve` would run with (secrets masked).
+    #[command(subcommand)]
+    Config(cli::config::ConfigCommand),
     /// Check flow files and run scenarios against them.
     #[command(subcommand)]
     Flows(cli::flows::FlowsCommand),
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Command::Calls(cmd) => cli::calls::run(cmd),
         Command::Campaign(cmd) => cli::campaign::run(cmd),
         Command::Keys(cmd) => cli::keys::run(cmd),
+        Command::Config(cmd) => cli::config::run(cmd),
         Command::Flows(cmd) => cli::flows::run(cmd),
         Command::Bench(cmd) => cli::bench::run(cmd),
     }

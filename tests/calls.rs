@@ -296,3 +296,53 @@ fn an_engine_crash_ends_that_call_with_an_apology_and_the_next_call_is_served() 
     let log = std::fs::read_to_string(dir.join("serve.log")).expect("serve.log");
     assert!(log.contains("speech synthesis thread panicked"), "{log}");
 }
+
+#[test]
+fn the_log_holds_no_number_or_word_of_a_call_unless_log_pii_is_set() {
+    // What the caller said, what the bot answered, and the caller's number.
+    let private = ["opening hours", "saturday from 8 am", "5555550123"];
+    for log_pii in [false, true] {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let setting = if log_pii { "true" } else { "false" };
+        let server = Server::start_with_env(dir.clone(), None, &[("SWITCHBOARD_LOG_PII", setting)]);
+        // With an API key, `call` prints the call from the server's call log: the call worked.
+        let key = server.api_key();
+        let out = switchboard(&[
+            "call",
+            "--server",
+            &server.url,
+            "--api-key",
+            &key,
+            "--audio",
+            &sample(),
+            "--from",
+            "+15555550123",
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains("Saturday from 8 AM"), "{stdout}");
+        // The server logs the end of a call after the caller has gone: wait for it.
+        let log_path = dir.join("serve.log");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let log = loop {
+            let log = std::fs::read_to_string(&log_path)
+                .expect("serve.log")
+                .to_lowercase();
+            if log.contains("call ended") || std::time::Instant::now() > deadline {
+                break log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        };
+        assert!(
+            log.contains("call started") && log.contains("call ended"),
+            "{log}"
+        );
+        for words in private {
+            assert_eq!(
+                log.contains(words),
+                log_pii,
+                "`{words}` in the log with log_pii = {log_pii}:\n{log}"
+            );
+        }
+    }
+}

@@ -133,3 +133,52 @@ fn an_unknown_model_name_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn config_show_prints_the_effective_settings_without_secrets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        "max_calls = 7\nlog_pii = true\n[provider]\naccount_sid = \"AC123\"\nauth_token = \"file-token-77a1\"\n\
+         rest_base_url = \"https://user:rest-pass-55@provider.example\"\n[numbers]\n\"+15555550142\" = \"outbound_survey\"\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["config", "show", "--port", "9100", "--config"])
+        .arg(&config)
+        .env("DATABASE_URL", "postgres://app:db-pass-31@db.internal/calls")
+        .env("SWITCHBOARD_RETENTION_DAYS", "30")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shown = stdout(&out);
+    for secret in ["file-token-77a1", "rest-pass-55", "db-pass-31"] {
+        assert!(!shown.contains(secret), "{secret} printed:\n{shown}");
+    }
+    // Every layer is there: the flag, the file, the environment, and the defaults.
+    for line in [
+        "port = 9100",
+        "max_calls = 7",
+        "log_pii = true",
+        "retention_days = 30",
+        "record_calls = true",
+        "account_sid = \"AC123\"",
+        "\"+15555550142\" = \"outbound_survey\"",
+        "database_url = \"postgres://app:***@db.internal/calls\"",
+        "# auth_token: set, not shown",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    // And it is itself a configuration file `serve` accepts.
+    std::fs::write(&config, &shown).expect("write");
+    let again = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["config", "show", "--config"])
+        .arg(&config)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the binary runs");
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(stdout(&again).contains("max_calls = 7"));
+}

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     /// Calls and recordings older than this many days are deleted (0: keep everything).
     pub retention_days: Option<u32>,
+    /// Callers' numbers, transcripts and slots in the log at info level (default: no).
+    pub log_pii: Option<bool>,
     #[serde(default)]
     pub campaigns: CampaignsConfig,
 }

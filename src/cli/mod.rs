@@ -9,6 +9,7 @@ pub mod call;
 pub mod calls;
 pub mod campaign;
 pub mod chat;
+pub mod config;
 pub mod config_file;
 pub mod flows;
 pub mod keys;

@@ -62,11 +62,20 @@ pub struct Settings {
     pub database_url: Option<String>,
     pub retention_days: u32,
     pub campaigns_enabled: bool,
+    pub log_pii: bool,
     pub scheduler: SchedulerConfig,
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse_bool(v: &str) -> anyhow::Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => anyhow::bail!("{v:?}"),
+    }
 }
 
 impl Settings {
@@ -124,6 +133,10 @@ impl Settings {
                 None => file.retention_days.unwrap_or(90),
             },
             campaigns_enabled: file.campaigns.enabled.unwrap_or(true),
+            log_pii: match env("SWITCHBOARD_LOG_PII") {
+                Some(v) => parse_bool(&v).context("SWITCHBOARD_LOG_PII is not true or false")?,
+                None => file.log_pii.unwrap_or(false),
+            },
             scheduler: scheduler_config(&file.campaigns)?,
         })
     }
@@ -211,6 +224,7 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
         start_timeout: Duration::from_secs(10),
         media_idle_timeout: Duration::from_secs(10),
         http_read_timeout: Duration::from_secs(10),
+        log_pii: settings.log_pii,
     };
     let engines = Engines {
         stt: Arc::new(stt),

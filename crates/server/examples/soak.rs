@@ -239,6 +239,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         start_timeout: Duration::from_secs(10),
         media_idle_timeout: Duration::from_secs(10),
         http_read_timeout: Duration::from_secs(10),
+        log_pii: false,
     };
     std::fs::create_dir_all(dir.path().join("recordings"))?;
     let engines = Engines {

@@ -1,9 +1,9 @@
 //! Writes a call into the store while it happens: the call row when the stream starts, each turn and
 //! event as the pipeline reports it, and the end (outcome, slots, recording) from the final report.
 //!
-//! Writes are retried with a short backoff so a briefly busy database (SQLite's writer lock, a
-//! PostgreSQL failover) costs nothing; what still fails is logged and the call goes on — a call
-//! never waits for its log.
+//! Writes run in their own tasks and are retried with a backoff for as long as [`PATIENCE`] allows,
+//! so a busy or restarting database (SQLite's writer lock, a PostgreSQL failover) loses nothing;
+//! a call never waits for its log.
 
 use std::future::Future;
 use std::time::Duration;
@@ -12,38 +12,12 @@ use switchboard_call::{CallNote, CallReport, EndReason, EventRecord, LogEntry, T
 use switchboard_store::{CallEnd, CallStatus, Event, NewCall, Speaker, StageTimings, Store, Turn};
 use tokio::sync::mpsc;
 
-const ATTEMPTS: u32 = 5;
-
 /// How long a call's log writes are retried while the database is unreachable: long enough to
 /// ride out a restart or a failover, bounded so that a database gone for good does not keep tasks
 /// (and the call's transcript in memory) forever.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(15 * 60);
 /// The longest pause between two tries.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// Runs `op` until it succeeds or `ATTEMPTS` tries failed (100 ms, 200 ms, … between them).
-pub(crate) async fn retry<T, E, F, Fut>(what: &str, mut op: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: std::fmt::Display,
-{
-    let mut delay = Duration::from_millis(100);
-    for attempt in 1..=ATTEMPTS {
-        match op().await {
-            Ok(v) => return Some(v),
-            Err(e) if attempt == ATTEMPTS => {
-                tracing::error!("call log: {what} failed after {ATTEMPTS} attempts: {e}");
-            }
-            Err(e) => {
-                tracing::warn!("call log: {what} failed (attempt {attempt}), retrying: {e}");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-    None
-}
 
 /// Runs `op` until it succeeds, backing off from 100 ms to [`MAX_BACKOFF`] between tries, for at
 /// most [`PATIENCE`]. For the writes of a call's log, which run in their own task: nothing waits

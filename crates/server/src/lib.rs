@@ -76,6 +76,10 @@ pub struct ServerConfig {
     /// previous request; a client that trickles them (slowloris) or idles is disconnected. Bodies
     /// get as long again.
     pub http_read_timeout: Duration,
+    /// Write callers' numbers, what they said and the slots collected into the log at info level.
+    /// Off by default: logs are shipped and kept in places the call log's access control does not
+    /// reach. The call log (API, web page) always has them.
+    pub log_pii: bool,
 }
 
 /// Media streams open at once, calls and handshakes still waiting for `start` together: room for
@@ -250,7 +254,13 @@ where
     L: LanguageModel + 'static,
     T: TextToSpeech + 'static,
 {
-    serve_http(listener, app(state.clone()), state.config.http_read_timeout, shutdown).await;
+    serve_http(
+        listener,
+        app(state.clone()),
+        state.config.http_read_timeout,
+        shutdown,
+    )
+    .await;
     // Calls keep their permits until they end; wait for all of them.
     let _all = state.calls.acquire_many(state.config.max_calls as u32).await;
     state.log_writes.close();
@@ -281,15 +291,12 @@ async fn serve_http(
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::service::TowerToHyperService;
 
-    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
-        read_timeout,
-    ));
+    let router = router.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(read_timeout));
     // hyper's own HTTP/1 builder rather than hyper-util's `auto` one: `auto` first waits for the
     // bytes that tell HTTP/1 from HTTP/2, with no timeout, so a client that sends nothing was
     // never timed out.
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(read_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(read_timeout);
     let connections = tokio_util::task::TaskTracker::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
@@ -435,7 +442,15 @@ async fn voice<S, L, T>(
         return Ok(twiml(body));
     }
     if let Some(attempt) = outbound::attempt_param(&uri) {
-        return match outbound::answer(&state.store, &state.config.flows, &call, &attempt).await {
+        return match outbound::answer(
+            &state.store,
+            &state.log_writes,
+            &state.config.flows,
+            &call,
+            &attempt,
+        )
+        .await
+        {
             Ok(outbound::Answer::Done(body)) => Ok(twiml(body)),
             Ok(outbound::Answer::Person(params)) => {
                 tracing::info!(call_sid = %call.call_sid, %attempt, "campaign call answered");
@@ -493,29 +508,36 @@ async fn status<S, L, T>(
             );
         }
     }
-    if let Some(attempt) = outbound::attempt_param(&uri) {
+    let attempt = outbound::attempt_param(&uri);
+    // A campaign call that never connected ends here; one that did ends with its media stream.
+    // (Repeated or late reports change nothing: the attempt is finished once.)
+    let unanswered = dialer::ended(cb.call_status).filter(|r| *r != AttemptResult::Completed);
+    if attempt.is_some() || unanswered.is_some() {
+        let store = state.store.clone();
+        let call_sid = cb.call_sid;
         let progress = match cb.call_status {
             WireStatus::Ringing => Some(AttemptStatus::Ringing),
             WireStatus::InProgress => Some(AttemptStatus::Answered),
             _ => None,
         };
-        calllog::retry("recording a campaign call's progress", || {
-            outbound::note_progress(&state.store, &attempt, &cb.call_sid, progress)
-        })
-        .await;
-    }
-    // A campaign call that never connected ends here; one that did ends with its media stream.
-    // (Repeated or late reports change nothing: the attempt is finished once.)
-    let unanswered = dialer::ended(cb.call_status).filter(|r| *r != AttemptResult::Completed);
-    if let Some(result) = unanswered {
         let now = jiff::Timestamp::now();
-        let no_slots = serde_json::Map::new();
-        // A status callback is not sent twice: what is not written now is only found again by
-        // the scheduler asking the provider, much later.
-        calllog::retry("recording a campaign call's result", || {
-            record_call_result(&state.store, &cb.call_sid, result, None, &no_slots, now)
-        })
-        .await;
+        // A status callback is not sent twice, so what it says is kept until written, through a
+        // database outage, like a call's log; the provider is answered at once meanwhile.
+        state.log_writes.spawn(async move {
+            if let Some(attempt) = attempt {
+                calllog::persist("recording a campaign call's progress", || {
+                    outbound::note_progress(&store, &attempt, &call_sid, progress)
+                })
+                .await;
+            }
+            if let Some(result) = unanswered {
+                let no_slots = serde_json::Map::new();
+                calllog::persist("recording a campaign call's result", || {
+                    record_call_result(&store, &call_sid, result, None, &no_slots, now)
+                })
+                .await;
+            }
+        });
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -134,7 +134,11 @@ where
         entries,
     ));
     state.metrics.call_started();
-    tracing::info!(%call_sid, flow = %flow_name, "call started");
+    if state.config.log_pii {
+        tracing::info!(%call_sid, flow = %flow_name, from = %param("from"), to = %param("to"), "call started");
+    } else {
+        tracing::info!(%call_sid, flow = %flow_name, "call started");
+    }
 
     let (ev_tx, ev_rx) = mpsc::channel(512);
     let (cmd_tx, mut cmd_rx) = mpsc::channel(512);
@@ -258,7 +262,7 @@ where
             return;
         }
     };
-    log_report(&call_sid, &report);
+    log_report(&call_sid, &report, state.config.log_pii);
     state.metrics.call_finished(Some(&report));
     let recording = report.recording.as_ref().map(|p| p.display().to_string());
     let end = calllog::call_end(&report, calllog::now_ms(), recording);
@@ -316,8 +320,26 @@ fn dial_to(to: &str) -> Dial {
     }
 }
 
-fn log_report(call_sid: &str, report: &CallReport) {
+fn log_report(call_sid: &str, report: &CallReport, log_pii: bool) {
     let latencies: Vec<u128> = report.latencies().iter().map(|d| d.as_millis()).collect();
+    if log_pii {
+        let transcript: Vec<String> = report
+            .turns
+            .iter()
+            .map(|t| format!("{:?}: {}", t.speaker, t.text))
+            .collect();
+        tracing::info!(
+            %call_sid,
+            outcome = ?report.outcome,
+            ended_by = ?report.ended_by,
+            transferred_to = ?report.transferred_to,
+            slots = ?report.slots,
+            ?transcript,
+            ?latencies,
+            "call ended"
+        );
+        return;
+    }
     tracing::info!(
         %call_sid,
         outcome = ?report.outcome,

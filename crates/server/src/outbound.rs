@@ -21,7 +21,7 @@ use switchboard_telephony::twiml::{Response as Twiml, Stream};
 use switchboard_telephony::webhook::{AnsweredBy, FormParams, VoiceWebhook};
 use tokio::task::JoinSet;
 
-use crate::calllog::{self, retry};
+use crate::calllog::{self, persist};
 
 /// What the voice webhook answers for a campaign call.
 #[derive(Debug)]
@@ -44,6 +44,7 @@ pub(crate) fn attempt_param(uri: &axum::http::Uri) -> Option<String> {
 /// for a machine, the flow's voicemail message after the beep (or nothing), as the campaign says.
 pub(crate) async fn answer(
     store: &Store,
+    log_writes: &tokio_util::task::TaskTracker,
     flows: &std::collections::BTreeMap<String, std::sync::Arc<Flow>>,
     call: &VoiceWebhook,
     attempt_id: &str,
@@ -119,7 +120,7 @@ pub(crate) async fn answer(
         None => Twiml::new().hangup().to_xml(),
     };
     tracing::info!(call_sid = %call.call_sid, attempt = attempt_id, outcome, "answering machine");
-    log_machine_call(store, call, attempt_id, &campaign.flow, outcome).await;
+    log_machine_call(store, log_writes, call, attempt_id, &campaign.flow, outcome);
     store
         .finish_attempt(
             attempt_id,
@@ -132,9 +133,18 @@ pub(crate) async fn answer(
     Ok(Answer::Done(twiml))
 }
 
-/// A machine's call goes into the call log too (no turns: nobody spoke with it).
-async fn log_machine_call(store: &Store, call: &VoiceWebhook, attempt_id: &str, flow: &str, outcome: &str) {
+/// A machine's call goes into the call log too (no turns: nobody spoke with it), written in the
+/// background and retried while the database is away, like a person's call.
+fn log_machine_call(
+    store: &Store,
+    log_writes: &tokio_util::task::TaskTracker,
+    call: &VoiceWebhook,
+    attempt_id: &str,
+    flow: &str,
+    outcome: &str,
+) {
     let now = calllog::now_ms();
+    let id = Store::new_call_id();
     let new_call = NewCall {
         provider_call_id: call.call_sid.clone(),
         direction: Direction::Outbound,
@@ -143,9 +153,6 @@ async fn log_machine_call(store: &Store, call: &VoiceWebhook, attempt_id: &str, 
         flow: flow.to_string(),
         started_at: now,
         recording_path: None,
-    };
-    let Some(id) = retry("logging a machine's call", || store.create_call(&new_call)).await else {
-        return;
     };
     let end = CallEnd {
         status: CallStatus::Completed,
@@ -157,11 +164,23 @@ async fn log_machine_call(store: &Store, call: &VoiceWebhook, attempt_id: &str, 
         transferred_to: None,
         recording_path: None,
     };
-    retry("ending a machine's call", || store.finish_call(&id, &end)).await;
-    retry("linking the attempt to its call", || {
-        store.set_attempt_call_id(attempt_id, &id)
-    })
-    .await;
+    let store = store.clone();
+    let attempt_id = attempt_id.to_string();
+    log_writes.spawn(async move {
+        if persist("logging a machine's call", || {
+            store.create_call_with_id(&id, &new_call)
+        })
+        .await
+        .is_none()
+        {
+            return;
+        }
+        persist("ending a machine's call", || store.finish_call(&id, &end)).await;
+        persist("linking the attempt to its call", || {
+            store.set_attempt_call_id(&attempt_id, &id)
+        })
+        .await;
+    });
 }
 
 /// The stream for a person who answered.

@@ -139,3 +139,119 @@ async fn a_full_disk_loses_the_recording_but_not_the_call_or_its_log() {
         "{detail_text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_callback_during_a_database_outage_is_answered_and_written_afterwards() {
+    use switchboard_store::{
+        AttemptStatus, CampaignSettings, CampaignStatus, DecisionKind, NewCampaign, NewContact, NewDecision,
+    };
+    use switchboard_telephony::{AuthToken, signature};
+
+    let (state, dir) = fake_state(Setup {
+        flow: FLOW,
+        rest: None,
+        record: false,
+    })
+    .await;
+    let url = serve(state.clone()).await;
+    // One contact of a running campaign, dialed: the provider will report it busy.
+    let store = state.store();
+    let new =
+        NewCampaign::new("outage", "support", "+15555550100", CampaignSettings::default()).expect("campaign");
+    let campaign = store.create_campaign(&new).await.expect("create").id;
+    store
+        .set_campaign_status(&campaign, CampaignStatus::Running)
+        .await
+        .expect("start");
+    let contact = NewContact {
+        name: "Ada".into(),
+        phone: "+15555550142".into(),
+        time_zone: Some("America/New_York".into()),
+        consent: true,
+        consent_source: Some("test".into()),
+        fields: serde_json::Map::new(),
+    };
+    store
+        .import_contacts(&campaign, &[contact])
+        .await
+        .expect("import")
+        .expect("valid");
+    let now = jiff::Timestamp::now().as_millisecond();
+    let attempt = store.claim_due(&campaign, now, 1).await.expect("claim")[0]
+        .attempt_id
+        .clone();
+    let decision = NewDecision {
+        at: now,
+        kind: DecisionKind::Dial,
+        reason: "all_checks_passed".into(),
+        detail: "test".into(),
+        retry_at: None,
+    };
+    assert!(store.mark_dialing(&attempt, &decision).await.expect("dialing"));
+
+    // The database is locked (see above) when the callback comes.
+    let db = dir.join("calls.db");
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    let target = format!("{url}/twilio/status?attempt={attempt}");
+    let form = [
+        ("AccountSid", common::ACCOUNT),
+        ("CallSid", CALL),
+        ("CallStatus", "busy"),
+        ("SequenceNumber", "1"),
+    ];
+    let sig = signature::sign(&AuthToken::new(common::TOKEN), &target, &form);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
+    let started = Instant::now();
+    let response = reqwest::Client::new()
+        .post(&target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(signature::HEADER, sig)
+        .body(body)
+        .send()
+        .await
+        .expect("status callback");
+    // The provider is answered at once, not after the database's busy timeout.
+    assert_eq!(response.status(), 204);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Longer than the old in-request retries (1.5 s) lasted.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let unchanged = store
+        .get_attempt(&attempt)
+        .await
+        .expect("reads work")
+        .expect("attempt");
+    assert_eq!(unchanged.status, AttemptStatus::Dialing);
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+    drop(locker);
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let a = store
+            .get_attempt(&attempt)
+            .await
+            .expect("reads work")
+            .expect("attempt");
+        if a.status == AttemptStatus::Busy {
+            assert_eq!(a.provider_call_id.as_deref(), Some(CALL));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the busy result was lost: {a:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

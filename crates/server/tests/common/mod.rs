@@ -90,6 +90,7 @@ pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -
         start_timeout: Duration::from_secs(2),
         media_idle_timeout: Duration::from_secs(3),
         http_read_timeout: Duration::from_secs(2),
+        log_pii: false,
     };
     let engines = Engines {
         stt: Arc::new(FakeStt::new("")),

@@ -472,7 +472,7 @@ impl Life {
             e.ended = Some(now);
         });
         self.callback("completed", status, Some(duration)).await;
-        tracing::info!(call_sid = %self.call.sid, to = %self.call.order.to, %status, ?ended_by, "call ended");
+        tracing::info!(call_sid = %self.call.sid, %status, ?ended_by, "call ended");
         self.update(|e| e.record.ended_by = Some(ended_by));
     }
 }
