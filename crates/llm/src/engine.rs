@@ -89,7 +89,7 @@ impl LlmEngine {
                 let mut generator = match Generator::load(&path, config.clone()) {
                     Ok(g) => {
                         let _ = ready_tx.send(Ok(g.info().clone()));
-                        g
+                        Some(g)
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -97,21 +97,26 @@ impl LlmEngine {
                     }
                 };
                 while let Ok(job) = jobs_rx.recv() {
+                    // A model that could not be reloaded after a panic is tried again for each
+                    // request (the file may be back); until then, requests fail as `Unavailable`
+                    // (dropping the job drops its reply channel) and the thread stays up.
+                    if generator.is_none() {
+                        generator = reload(&path, &config);
+                    }
+                    let Some(g) = generator.as_mut() else {
+                        drop(job);
+                        worker_pending.fetch_sub(1, Ordering::AcqRel);
+                        continue;
+                    };
                     // A panic in the model (a bug, a bad tensor) must not take every call down: the
                     // request that hit it fails (unwinding drops its reply channel, which its caller
                     // reads as `Unavailable`) and the model is loaded afresh, because a forward pass
                     // cut short may have left the caches half-written.
-                    let ran = panic::catch_unwind(AssertUnwindSafe(|| run_job(&mut generator, job)));
+                    let ran = panic::catch_unwind(AssertUnwindSafe(|| run_job(g, job)));
                     worker_pending.fetch_sub(1, Ordering::AcqRel);
                     if ran.is_err() {
                         tracing::error!("language model thread panicked: reloading the model");
-                        match Generator::load(&path, config.clone()) {
-                            Ok(g) => generator = g,
-                            Err(e) => {
-                                tracing::error!("language model could not be reloaded: {e}");
-                                return;
-                            }
-                        }
+                        generator = reload(&path, &config);
                     }
                 }
             })
@@ -230,6 +235,19 @@ impl LlmEngine {
             tracing::error!("language model thread panicked");
         }
     }
+}
+
+/// Loads the model again after a panic; `None` (logged) when it cannot be.
+fn reload(path: &Path, config: &EngineConfig) -> Option<Generator> {
+    let loaded = (|| {
+        fail::fail_point!("llm::reload", |msg| Err(EngineError::Gguf(
+            msg.unwrap_or_else(|| "injected reload fault".into())
+        )));
+        Generator::load(path, config.clone())
+    })();
+    loaded
+        .map_err(|e| tracing::error!("language model could not be reloaded: {e}"))
+        .ok()
 }
 
 fn run_job(generator: &mut Generator, job: Job) {

@@ -8,6 +8,9 @@ mod common;
 use switchboard_core::llm::{CancelToken, ChatMessage, GenerationParams, LlmError, ReplyEvent};
 use switchboard_llm::{EngineConfig, LlmEngine};
 
+/// Fail points are process-wide and tests run in parallel: one test at a time configures them.
+static FAIL_POINTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn reply(engine: &LlmEngine) -> Result<String, LlmError> {
     let mut stream = engine.start_chat(
         vec![
@@ -29,6 +32,7 @@ fn reply(engine: &LlmEngine) -> Result<String, LlmError> {
 
 #[test]
 fn a_panicking_request_fails_alone_and_the_model_is_reloaded_for_the_next() {
+    let _serial = FAIL_POINTS.lock().unwrap_or_else(|e| e.into_inner());
     let engine = LlmEngine::load(
         common::model_path(common::SMOLLM2, "smollm2-135m"),
         EngineConfig::default(),
@@ -54,4 +58,26 @@ fn a_panicking_request_fails_alone_and_the_model_is_reloaded_for_the_next() {
     assert!(matches!(reply(&engine), Err(LlmError::Unavailable)));
     fail::remove("llm::job");
     assert_eq!(reply(&engine).expect("a reply after the second fault"), before);
+}
+
+#[test]
+fn a_model_that_cannot_be_reloaded_fails_requests_until_it_can_and_the_thread_stays_up() {
+    let _serial = FAIL_POINTS.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = LlmEngine::load(
+        common::model_path(common::SMOLLM2, "smollm2-135m"),
+        EngineConfig::default(),
+    )
+    .expect("load the default model");
+    let before = reply(&engine).expect("a reply before the fault");
+
+    // A panic, and the reload after it fails (the file unreadable, say), twice.
+    fail::cfg("llm::reload", "2*return(model file unreadable)").expect("fail point");
+    fail::cfg("llm::job", "1*panic(injected model fault)").expect("fail point");
+    assert!(matches!(reply(&engine), Err(LlmError::Unavailable)));
+    // The next request tries the reload again, which fails too: this request fails, quickly.
+    assert!(matches!(reply(&engine), Err(LlmError::Unavailable)));
+    fail::remove("llm::job");
+    // The third reload works: served as before.
+    assert_eq!(reply(&engine).expect("a reply once the model loads"), before);
+    fail::remove("llm::reload");
 }
