@@ -66,6 +66,31 @@ impl SpeculativeTurns {
         self.detector.position()
     }
 
+    /// How long the caller has been pausing inside a turn; `None` when not pausing.
+    pub fn pause(&self) -> Option<Duration> {
+        let (_, end) = self.detector.paused_speech()?;
+        Some(self.detector.position().saturating_sub(end))
+    }
+
+    /// The speculation under way for the current pause, if any.
+    pub fn live_speculation(&self) -> Option<u64> {
+        self.current.map(|(id, _)| id)
+    }
+
+    /// Ends the turn now if speculation `id` still covers the current pause: the `TurnEnded` the
+    /// silence would have given later (with `speculation: Some(id)`). For when the speculation's
+    /// transcript reads as a finished sentence, so waiting out the rest of the silence only adds
+    /// latency. Nothing happens if the caller spoke again since.
+    pub fn end_turn_early(&mut self, id: u64) -> Vec<TurnAction> {
+        match (self.current, self.detector.paused_speech()) {
+            (Some((live, covered)), Some((_, end))) if live == id && covered == end => {
+                let events = self.detector.end_paused_turn();
+                self.handle(events)
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Feeds 16 kHz audio (any chunk size).
     pub fn push(&mut self, samples: &[f32]) -> Vec<TurnAction> {
         let events = self.detector.push(samples);

@@ -241,6 +241,18 @@ impl TurnDetector {
         events
     }
 
+    /// Ends a paused turn now, before the end-of-turn silence has run out, for a caller that knows
+    /// better than the silence (a transcript that reads as finished). Nothing happens unless the
+    /// caller is pausing inside a turn.
+    pub fn end_paused_turn(&mut self) -> Vec<TurnEvent> {
+        let mut events = Vec::new();
+        if self.paused_span().is_some() {
+            let end = self.last_voiced_end;
+            self.end_turn(end, &mut events);
+        }
+        events
+    }
+
     /// Forgets everything, for a new stream.
     pub fn reset(&mut self) {
         *self = Self::new(self.config.clone());

@@ -422,3 +422,66 @@ fn a_paused_utterance_is_what_the_turn_end_will_carry() {
     // Not paused any more: nothing to speculate on.
     assert!(vad.paused_utterance().is_none());
 }
+
+#[test]
+fn a_turn_ended_early_on_its_speculation_carries_the_same_audio_and_nothing_follows() {
+    use switchboard_audio::turns::{SpeculativeTurns, TurnAction};
+    let (audio, _) = layout(&[(ms(300), sentence_a())], ms(1500));
+    // Once with the silence deciding, once ending the turn as soon as the speculation starts.
+    let run = |early: bool| {
+        let mut turns = SpeculativeTurns::new(VadConfig::default(), Duration::from_millis(200));
+        let mut actions = Vec::new();
+        let mut ended_at = None;
+        for c in audio.chunks(320) {
+            for a in turns.push(c) {
+                if let TurnAction::Speculate { id, .. } = &a
+                    && early
+                {
+                    let id = *id;
+                    actions.push(a);
+                    for b in turns.end_turn_early(id) {
+                        ended_at.get_or_insert(turns.position());
+                        actions.push(b);
+                    }
+                    continue;
+                }
+                if matches!(a, TurnAction::TurnEnded { .. }) {
+                    ended_at.get_or_insert(turns.position());
+                }
+                actions.push(a);
+            }
+        }
+        (actions, ended_at.expect("the turn ended"))
+    };
+    let (late, late_at) = run(false);
+    let (early, early_at) = run(true);
+    let ended = |actions: &[TurnAction]| {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                TurnAction::TurnEnded {
+                    samples,
+                    end,
+                    speculation,
+                    ..
+                } => Some((samples.clone(), *end, *speculation)),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (late_turns, early_turns) = (ended(&late), ended(&early));
+    assert_eq!(early_turns.len(), 1, "one turn, not split: {}", early_turns.len());
+    assert_eq!(late_turns.len(), 1);
+    assert_eq!(early_turns[0].0, late_turns[0].0, "the same audio");
+    assert_eq!(early_turns[0].1, late_turns[0].1, "the same end of speech");
+    assert!(early_turns[0].2.is_some(), "the speculation is the transcript");
+    // Ended at the speculation (200 ms into the pause) instead of after the 600 ms silence.
+    let saved = late_at - early_at;
+    assert!(
+        saved >= Duration::from_millis(300),
+        "early {early_at:?}, by the silence {late_at:?}"
+    );
+    // A stale id does nothing.
+    let mut turns = SpeculativeTurns::new(VadConfig::default(), Duration::from_millis(200));
+    assert!(turns.end_turn_early(42).is_empty());
+}

@@ -25,4 +25,6 @@ mod session;
 pub use report::{
     CallLog, CallNote, CallReport, EndReason, EventRecord, LogEntry, Speaker, TurnRecord, TurnTimings,
 };
-pub use session::{CallCommand, CallEvent, CallSettings, ENGINE_FAILURE_APOLOGY, Engines, run_call};
+pub use session::{
+    CallCommand, CallEvent, CallSettings, ENGINE_FAILURE_APOLOGY, Engines, reads_finished, run_call,
+};

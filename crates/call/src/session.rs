@@ -76,6 +76,11 @@ pub struct CallSettings {
     pub vad: VadConfig,
     /// A pause this long starts a speculative transcription (see `switchboard_audio::turns`).
     pub speculate_after: Duration,
+    /// End the turn before the end-of-turn silence has run out once the caller has paused this
+    /// long and the speculative transcript reads as a finished sentence (see [`reads_finished`]);
+    /// `None`: always wait out the silence. Saves most of the silence on plain questions, at the
+    /// risk of answering a caller who only paused mid-thought (they can barge in).
+    pub early_end_of_turn: Option<Duration>,
     /// Caller speech while the bot talks interrupts it. Speech shorter than `vad.min_speech`
     /// ("mm-hm", a cough) never does.
     pub barge_in: bool,
@@ -95,6 +100,7 @@ impl Default for CallSettings {
         Self {
             vad: VadConfig::default(),
             speculate_after: Duration::from_millis(200),
+            early_end_of_turn: Some(Duration::from_millis(350)),
             barge_in: true,
             understand_with_model: true,
             recording: None,
@@ -105,6 +111,29 @@ impl Default for CallSettings {
 }
 
 const FRAME: Duration = Duration::from_millis(20);
+
+/// Whether a transcript reads as a finished sentence, so the turn may end before the full
+/// end-of-turn silence. whisper ends what it heard with `.`, `?` or `!` when it sounds complete and
+/// with `...` or a comma when it trails off; a last word that needs a continuation ("and", "my",
+/// "um") or a number (callers pause between groups of digits) means the caller probably goes on.
+pub fn reads_finished(text: &str) -> bool {
+    const GOES_ON: &[&str] = &[
+        "a", "an", "and", "at", "because", "but", "for", "from", "i", "i'm", "in", "is", "it's", "like",
+        "my", "of", "on", "or", "so", "that", "the", "then", "to", "uh", "um", "with", "your", "er", "hmm",
+    ];
+    let text = text.trim();
+    if text.ends_with("...") || text.ends_with('…') || !text.ends_with(['.', '?', '!']) {
+        return false;
+    }
+    let last = text
+        .trim_end_matches(['.', '?', '!'])
+        .rsplit(char::is_whitespace)
+        .next()
+        .unwrap_or("")
+        .trim_matches(|c: char| !c.is_alphanumeric() && c != '\'')
+        .to_lowercase();
+    !last.is_empty() && !last.chars().any(|c| c.is_ascii_digit()) && !GOES_ON.contains(&last.as_str())
+}
 
 /// What a caller hears when an engine stops under their call.
 pub const ENGINE_FAILURE_APOLOGY: &str = "I'm sorry, we're having a technical problem and can't continue this call. Please call back in a few minutes. Goodbye.";
@@ -261,6 +290,9 @@ struct Call<S, L, T> {
     transcripts: HashMap<u64, Option<Result<Transcript, SttError>>>,
     /// A turn that ended and waits for its transcript (id, timings so far).
     waiting_turn: Option<(u64, TurnTimings)>,
+    /// The live speculation whose transcript reads as finished: the turn ends when the pause
+    /// reaches `settings.early_end_of_turn`.
+    finished_speculation: Option<u64>,
     next_turn_id: u64,
     /// Timings of the exchange in progress (caller turn → bot answer).
     exchange: Option<(usize, TurnTimings)>,
@@ -335,6 +367,7 @@ where
         decoded: Vec::new(),
         transcripts: HashMap::new(),
         waiting_turn: None,
+        finished_speculation: None,
         next_turn_id: 1 << 40,
         exchange: None,
         player: Player::default(),
@@ -597,6 +630,25 @@ where
             self.on_turn_action(action);
         }
         self.decoded = samples;
+        self.maybe_end_turn_early();
+    }
+
+    /// Ends the turn on a finished-sounding speculation once the pause is long enough.
+    fn maybe_end_turn_early(&mut self) {
+        let (Some(id), Some(min_pause)) = (self.finished_speculation, self.settings.early_end_of_turn) else {
+            return;
+        };
+        if self.turns.live_speculation() != Some(id) {
+            // The caller spoke again (or the turn ended by itself): that transcript is stale.
+            self.finished_speculation = None;
+            return;
+        }
+        if self.turns.pause().is_some_and(|p| p >= min_pause) {
+            self.finished_speculation = None;
+            for action in self.turns.end_turn_early(id) {
+                self.on_turn_action(action);
+            }
+        }
     }
 
     fn on_turn_action(&mut self, action: TurnAction) {
@@ -781,8 +833,13 @@ where
         let current = self.epoch();
         match msg {
             Internal::Transcript { id, result } => {
+                let finished = matches!(&result, Ok(t) if reads_finished(&t.text));
                 if let Some(slot) = self.transcripts.get_mut(&id) {
                     *slot = Some(result);
+                }
+                if finished && self.waiting_turn.is_none() && self.turns.live_speculation() == Some(id) {
+                    self.finished_speculation = Some(id);
+                    self.maybe_end_turn_early();
                 }
                 self.try_finish_turn();
             }

@@ -290,3 +290,71 @@ async fn a_stopped_engine_ends_the_call_with_an_apology_instead_of_silence() {
         report.events
     );
 }
+
+#[test]
+fn a_transcript_reads_finished_on_end_punctuation_unless_the_caller_trails_off() {
+    use switchboard_call::reads_finished;
+    for finished in [
+        "What are your hours?",
+        "Sounds good.",
+        "Yes!",
+        "I'd like to cancel my appointment.",
+    ] {
+        assert!(reads_finished(finished), "{finished}");
+    }
+    for goes_on in [
+        "What are your",
+        "My order number is 4 5.",
+        "I'd like to, um.",
+        "Can you tell me the...",
+        "I was calling about my.",
+        "Well, and",
+        "",
+        "   .",
+    ] {
+        assert!(!reads_finished(goes_on), "{goes_on}");
+    }
+}
+
+/// Caller turn timings: (speech end → turn end) of the first caller turn.
+fn end_of_turn_wait(report: &CallReport) -> Duration {
+    let timings = report
+        .turns
+        .iter()
+        .find(|t| t.speaker == Speaker::Caller)
+        .and_then(|t| t.timings.clone())
+        .unwrap_or_else(|| panic!("a caller turn with timings: {:?}", report.turns));
+    timings.turn_end.saturating_sub(timings.speech_end)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_sounding_turn_ends_before_the_full_silence_and_an_unfinished_one_waits() {
+    let mut script = caller_speech(Duration::from_secs(4));
+    script.push((Duration::from_secs(12), CallEvent::Stop));
+    let (finished, _) = call_with(script.clone(), Arc::new(FakeStt::new("What are your hours?"))).await;
+    let (trailing, _) = call_with(script.clone(), Arc::new(FakeStt::new("What are your hours and"))).await;
+    let settings = CallSettings {
+        early_end_of_turn: None,
+        ..CallSettings::default()
+    };
+    let (off, _) = call_with_settings(script, Arc::new(FakeStt::new("What are your hours?")), settings).await;
+
+    let silence = switchboard_audio::VadConfig::default().end_of_turn_silence;
+    let early = end_of_turn_wait(&finished);
+    // 350 ms of pause (the setting), give or take a frame of audio and the pipeline's steps.
+    assert!(
+        early >= Duration::from_millis(340) && early <= Duration::from_millis(420),
+        "finished: {early:?}"
+    );
+    for (label, report) in [("trailing off", &trailing), ("early end off", &off)] {
+        let waited = end_of_turn_wait(report);
+        assert!(waited >= silence, "{label}: {waited:?} < {silence:?}");
+    }
+    // Either way the flow got the same question and answered it.
+    assert!(
+        finished.bot_lines().iter().any(|l| l.contains("nine to five")),
+        "{:?}",
+        finished.bot_lines()
+    );
+    assert!(off.bot_lines().iter().any(|l| l.contains("nine to five")));
+}
