@@ -11,6 +11,14 @@ use switchboard_llm::{EngineConfig, LlmEngine};
 /// Fail points are process-wide and tests run in parallel: one test at a time configures them.
 static FAIL_POINTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+fn default_engine() -> LlmEngine {
+    LlmEngine::load(
+        common::model_path(common::SMOLLM2, "smollm2-135m"),
+        EngineConfig::default(),
+    )
+    .expect("load the default model")
+}
+
 fn reply(engine: &LlmEngine) -> Result<String, LlmError> {
     let mut stream = engine.start_chat(
         vec![
@@ -33,11 +41,7 @@ fn reply(engine: &LlmEngine) -> Result<String, LlmError> {
 #[test]
 fn a_panicking_request_fails_alone_and_the_model_is_reloaded_for_the_next() {
     let _serial = FAIL_POINTS.lock().unwrap_or_else(|e| e.into_inner());
-    let engine = LlmEngine::load(
-        common::model_path(common::SMOLLM2, "smollm2-135m"),
-        EngineConfig::default(),
-    )
-    .expect("load the default model");
+    let engine = default_engine();
     let before = reply(&engine).expect("a reply before the fault");
     assert!(!before.trim().is_empty());
 
@@ -63,11 +67,7 @@ fn a_panicking_request_fails_alone_and_the_model_is_reloaded_for_the_next() {
 #[test]
 fn a_model_that_cannot_be_reloaded_fails_requests_until_it_can_and_the_thread_stays_up() {
     let _serial = FAIL_POINTS.lock().unwrap_or_else(|e| e.into_inner());
-    let engine = LlmEngine::load(
-        common::model_path(common::SMOLLM2, "smollm2-135m"),
-        EngineConfig::default(),
-    )
-    .expect("load the default model");
+    let engine = default_engine();
     let before = reply(&engine).expect("a reply before the fault");
 
     // A panic, and the reload after it fails (the file unreadable, say), twice.

@@ -9,11 +9,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::routing::post;
 use switchboard_call::EndReason;
-use switchboard_telephony::{AuthToken, signature};
 
 mod common;
 
-use common::{ACCOUNT, CALL, Setup, TOKEN, fake_state, server, stream_call};
+use common::{ACCOUNT, CALL, Setup, fake_state, server, stream_call};
 
 const FLOW: &str = r#"
 name: straight_to_staff
@@ -100,20 +99,7 @@ async fn post_status_of(url: &str, call_sid: &str, seq: &str, status: &str) -> u
 
 /// A status callback with these form fields, signed with the right token.
 async fn post_signed_status(url: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    let target = format!("{url}/twilio/status");
-    let form: Vec<(String, String)> = form.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let sig = signature::sign(&AuthToken::new(TOKEN), &target, &form);
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
-    reqwest::Client::new()
-        .post(&target)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(signature::HEADER, sig)
-        .body(body)
-        .send()
-        .await
-        .expect("status callback")
+    common::post_signed_form(&format!("{url}/twilio/status"), form).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -317,12 +303,20 @@ async fn a_campaign_call_ends_its_attempt_with_the_flows_outcome_or_the_provider
 
     // Busy: the status callback ends the attempt, and the contact waits for its retry.
     assert_eq!(post_status_of(&url, busy_sid, "3", "busy").await, 204);
-    let busy = state
-        .store()
-        .get_attempt(&attempts[1])
-        .await
-        .expect("store")
-        .expect("attempt");
+    // Written after the answer, by the call log's writer.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let busy = loop {
+        let attempt = state
+            .store()
+            .get_attempt(&attempts[1])
+            .await
+            .expect("store")
+            .expect("attempt");
+        if attempt.status == AttemptStatus::Busy || std::time::Instant::now() > deadline {
+            break attempt;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(busy.status, AttemptStatus::Busy);
     let contact = state
         .store()

@@ -6,7 +6,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{CALL, Setup, fake_state, serve, stream_call};
-use sqlx::Connection;
 
 const FLOW: &str = r#"
 name: support
@@ -60,14 +59,7 @@ async fn a_call_goes_on_while_the_database_is_locked_and_its_log_is_written_afte
 
     // Another process takes SQLite's write lock and keeps it: every write of the server fails
     // with "database is locked" (after the store's busy timeout) until it lets go.
-    let db = dir.join("calls.db");
-    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let locker = common::lock_database(&dir.join("calls.db")).await;
 
     let started = Instant::now();
     stream_call(&url, CALL, &[(Duration::from_secs(3), '1')]).await;
@@ -83,11 +75,7 @@ async fn a_call_goes_on_while_the_database_is_locked_and_its_log_is_written_afte
 
     // The database stays away a little longer, then comes back.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    drop(locker);
+    common::unlock_database(locker).await;
 
     let detail = ended_call(&state, Duration::from_secs(60)).await;
     assert_eq!(detail.call.outcome.as_deref(), Some("resolved"));
@@ -145,7 +133,6 @@ async fn a_status_callback_during_a_database_outage_is_answered_and_written_afte
     use switchboard_store::{
         AttemptStatus, CampaignSettings, CampaignStatus, DecisionKind, NewCampaign, NewContact, NewDecision,
     };
-    use switchboard_telephony::{AuthToken, signature};
 
     let (state, dir) = fake_state(Setup {
         flow: FLOW,
@@ -190,14 +177,7 @@ async fn a_status_callback_during_a_database_outage_is_answered_and_written_afte
     assert!(store.mark_dialing(&attempt, &decision).await.expect("dialing"));
 
     // The database is locked (see above) when the callback comes.
-    let db = dir.join("calls.db");
-    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .expect("second connection");
-    sqlx::query("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .expect("lock");
+    let locker = common::lock_database(&dir.join("calls.db")).await;
     let target = format!("{url}/twilio/status?attempt={attempt}");
     let form = [
         ("AccountSid", common::ACCOUNT),
@@ -205,19 +185,8 @@ async fn a_status_callback_during_a_database_outage_is_answered_and_written_afte
         ("CallStatus", "busy"),
         ("SequenceNumber", "1"),
     ];
-    let sig = signature::sign(&AuthToken::new(common::TOKEN), &target, &form);
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
     let started = Instant::now();
-    let response = reqwest::Client::new()
-        .post(&target)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header(signature::HEADER, sig)
-        .body(body)
-        .send()
-        .await
-        .expect("status callback");
+    let response = common::post_signed_form(&target, &form).await;
     // The provider is answered at once, not after the database's busy timeout.
     assert_eq!(response.status(), 204);
     assert!(
@@ -234,11 +203,7 @@ async fn a_status_callback_during_a_database_outage_is_answered_and_written_afte
         .expect("reads work")
         .expect("attempt");
     assert_eq!(unchanged.status, AttemptStatus::Dialing);
-    sqlx::query("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .expect("unlock");
-    drop(locker);
+    common::unlock_database(locker).await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

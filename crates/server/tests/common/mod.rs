@@ -178,3 +178,41 @@ pub async fn stream_call(url: &str, call_sid: &str, keys: &[(Duration, char)]) {
         }
     }
 }
+
+/// POSTs `form` to `target` (a full URL) signed with the right token, as the provider would.
+pub async fn post_signed_form(target: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    let sig = signature::sign(&AuthToken::new(TOKEN), target, form);
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    reqwest::Client::new()
+        .post(target)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(signature::HEADER, sig)
+        .body(body)
+        .send()
+        .await
+        .expect("signed form")
+}
+
+/// Takes SQLite's write lock on `db` from a second connection and keeps it until the connection
+/// rolls back: every write of the server fails with "database is locked" meanwhile.
+pub async fn lock_database(db: &Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut locker = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .expect("lock");
+    locker
+}
+
+/// Lets go of [`lock_database`]'s lock.
+pub async fn unlock_database(mut locker: sqlx::SqliteConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("unlock");
+}
