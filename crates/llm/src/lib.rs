@@ -6,8 +6,15 @@
 //! - [`model`]: the transformer (llama and qwen2 families), pure candle code: GGUF weights and an
 //!   explicit [`model::KvCache`] in, logits out. Adapted from candle-transformers' quantized llama/qwen2
 //!   because those keep the attention cache private inside the layers; with the cache as a value, a
-//!   cached prompt is a clone and returning to a prefix is a `narrow`, and the model itself is `&self`.
+//!   cached prompt is a clone and returning to a prefix shortens a view, and the model itself is `&self`.
 //!   The architecture is read from `general.architecture`, never guessed from a file name.
+//! - `quant`: the matrix–vector products of one-token decode steps, on the quantized weights in place:
+//!   SIMD kernels for the block formats candle runs with scalar code (Q4_1, Q5_0) and for Q8_0, giving
+//!   candle's reference results, with the products that share an input run as one job. [`model`]'s
+//!   decode step calls them on plain slices instead of going through tensor operations.
+//! - `pool`: the threads that share those products with the calling thread. The caller never waits
+//!   for a helper that has not started, so a core taken by another process (speech, a build) slows
+//!   decoding down instead of stalling it.
 //! - [`tokenizer`]: the `tokenizers::Tokenizer` built from the GGUF metadata (candle's
 //!   `TokenizerFromGguf`, with SmolLM2's pre-tokenizer fixed), the byte value of every token, and
 //!   [`tokenizer::TextStream`], which turns tokens into text deltas on word boundaries (a character split
@@ -33,6 +40,8 @@ pub mod constrain;
 pub mod engine;
 pub mod generate;
 pub mod model;
+mod pool;
+mod quant;
 pub mod tokenizer;
 
 use std::path::PathBuf;

@@ -85,6 +85,39 @@ fn compare(file: &str, fetch: &str) {
     );
     assert_eq!(cache.len(), tokens.len(), "the snapshot kept its length");
 
+    // Decode steps run their own kernels on plain slices; the same one-token steps through candle's
+    // tensor operations (`forward_all` always takes that path) agree up to summation order (which the
+    // 8-bit quantization of activations can amplify, as between the chunkings above). Both continue
+    // from one snapshot, which neither may change.
+    let mut prompt = ours.new_cache();
+    ours.forward(&tokens[..16], &mut prompt, Pass::Decode)
+        .expect("prompt");
+    let before = ours
+        .forward_all(&tokens[16..17], &mut prompt.clone(), Pass::Decode)
+        .expect("probe");
+    let (mut fast, mut slow) = (prompt.clone(), prompt.clone());
+    for &t in &tokens[16..28] {
+        let a = ours.forward(&[t], &mut fast, Pass::Decode).expect("decode step");
+        let b = ours
+            .forward_all(&[t], &mut slow, Pass::Decode)
+            .expect("tensor step");
+        let diff = max_abs_diff(&a, &b);
+        assert!(
+            diff < 1.0,
+            "{arch}: decode step differs from tensor ops by {diff}"
+        );
+        assert_eq!(argmax(&a), argmax(&b), "{arch}: decode step picks another token");
+    }
+    assert_eq!((fast.len(), prompt.len()), (28, 16));
+    let after = ours
+        .forward_all(&tokens[16..17], &mut prompt.clone(), Pass::Decode)
+        .expect("probe");
+    assert_eq!(
+        max_abs_diff(&before, &after),
+        0.0,
+        "{arch}: decoding changed a snapshot"
+    );
+
     // Dense prompt passes (the f16 copy of the weights): close to the quantized reference, and the
     // result does not depend on where the prompt is split, so the prompt cache may resume anywhere.
     let mut f = std::fs::File::open(&path).expect("open");
