@@ -222,6 +222,36 @@ pub struct Generator {
     default_system: Option<String>,
     /// A finished reply whose tokens still have to be recomputed as prompt (see [`Generator::settle`]).
     unsettled: Option<Unsettled>,
+    /// Recent [`Generator::label_probabilities`] results.
+    label_scores: LabelScores,
+}
+
+/// The last few label scorings, by prompt and labels. The model is deterministic, so a repeated
+/// question has the same answer; flows ask one every turn that needs the model: the calibration
+/// prior, the same content-free answer to the same step's question on every call.
+#[derive(Debug, Default)]
+struct LabelScores {
+    entries: std::collections::VecDeque<(Vec<u32>, Vec<String>, Vec<f32>)>,
+}
+
+impl LabelScores {
+    const CAPACITY: usize = 64;
+
+    fn get(&mut self, prompt: &[u32], labels: &[String]) -> Option<Vec<f32>> {
+        let at = self
+            .entries
+            .iter()
+            .position(|(p, l, _)| p == prompt && l == labels)?;
+        let entry = self.entries.remove(at)?;
+        let found = entry.2.clone();
+        self.entries.push_front(entry);
+        Some(found)
+    }
+
+    fn insert(&mut self, prompt: Vec<u32>, labels: &[String], probabilities: Vec<f32>) {
+        self.entries.truncate(Self::CAPACITY - 1);
+        self.entries.push_front((prompt, labels.to_vec(), probabilities));
+    }
 }
 
 /// The state after a prompt and the reply generated from it, waiting to be cached.
@@ -294,6 +324,7 @@ impl Generator {
             newline,
             default_system,
             unsettled: None,
+            label_scores: LabelScores::default(),
         })
     }
 
@@ -422,6 +453,7 @@ impl Generator {
     pub fn clear_cache(&mut self) {
         self.unsettled = None;
         self.cache.clear();
+        self.label_scores = LabelScores::default();
     }
 
     /// Generates the assistant's reply, calling `emit` with each word-boundary text delta. `emit`
@@ -520,8 +552,11 @@ impl Generator {
             return Err(LlmError::BadInput("no labels to score".into()));
         }
         let prompt = self.encode_chat(messages, true).map_err(failed)?;
+        if let Some(known) = self.label_scores.get(&prompt, labels) {
+            return Ok(known);
+        }
         let Prefilled { kv, logits, .. } = self.prefill(&prompt, cancel)?;
-        self.cache.insert(prompt, kv.clone());
+        self.cache.insert(prompt.clone(), kv.clone());
         let stop = *self
             .vocab
             .stop_tokens()
@@ -530,34 +565,43 @@ impl Generator {
         let first = candle_nn::ops::log_softmax(&logits, 0)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(failed)?;
+        // Each label's tokens go through one-token decode steps on the quantized weights, on one
+        // working copy of the cache cut back to the prompt before each label. A label is a few
+        // tokens, and a prompt pass over so few tokens costs a full read of the dense f32 weights
+        // (about 400 MB for SmolLM2) per label, where a decode step reads the 4-bit ones: with ten
+        // labels that was most of a second per understanding, and the flows ask twice per turn.
+        let base = kv.len();
+        let mut work = kv;
         let mut scores = Vec::with_capacity(labels.len());
         for label in labels {
-            if cancel.is_cancelled() {
-                return Err(LlmError::Cancelled);
-            }
             let tokens = self.vocab.encode(label).map_err(failed)?;
             let Some(&t0) = tokens.first() else {
                 scores.push(f32::NEG_INFINITY);
                 continue;
             };
             let mut score = first.get(t0 as usize).copied().unwrap_or(f32::NEG_INFINITY);
-            let mut kv = kv.clone();
-            let rows = self
-                .model
-                .forward_all(&tokens, &mut kv, Pass::Prompt)
-                .and_then(|l| candle_nn::ops::log_softmax(&l, 1))
-                .and_then(|l| l.to_vec2::<f32>())
-                .map_err(failed)?;
+            work.truncate(base).map_err(failed)?;
             let next = tokens.iter().skip(1).copied().chain([stop]);
-            for (row, token) in rows.iter().zip(next) {
-                score += row.get(token as usize).copied().unwrap_or(f32::NEG_INFINITY);
+            for (&token, want) in tokens.iter().zip(next) {
+                if cancel.is_cancelled() {
+                    return Err(LlmError::Cancelled);
+                }
+                let row = self
+                    .model
+                    .forward(&[token], &mut work, Pass::Decode)
+                    .and_then(|l| candle_nn::ops::log_softmax(&l, 0))
+                    .and_then(|l| l.to_vec1::<f32>())
+                    .map_err(failed)?;
+                score += row.get(want as usize).copied().unwrap_or(f32::NEG_INFINITY);
             }
             scores.push(score);
         }
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
         let sum: f32 = exp.iter().sum();
-        Ok(exp.into_iter().map(|e| e / sum).collect())
+        let probabilities: Vec<f32> = exp.into_iter().map(|e| e / sum).collect();
+        self.label_scores.insert(prompt, labels, probabilities.clone());
+        Ok(probabilities)
     }
 
     /// One answer in the form `constraint` fixes.

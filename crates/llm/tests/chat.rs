@@ -339,9 +339,25 @@ fn label_probabilities_are_a_distribution_and_repeatable() {
     assert!(p.iter().all(|x| (0.0..=1.0).contains(x)), "{p:?}");
     assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4, "{p:?}");
     let again = engine
-        .label_probabilities_blocking(messages, labels)
+        .label_probabilities_blocking(messages.clone(), labels.clone())
         .expect("scored again");
-    assert_eq!(p, again, "the cached prompt scores exactly like the fresh one");
+    assert_eq!(p, again, "a repeated question has the same answer");
+    // The labels in another order are scored anew on the cached prompt: each label's probability is
+    // the same up to the order of the normalizing sum.
+    let reversed: Vec<String> = labels.iter().rev().cloned().collect();
+    let mut on_cached = engine
+        .label_probabilities_blocking(messages.clone(), reversed)
+        .expect("scored in reverse");
+    on_cached.reverse();
+    for (a, b) in p.iter().zip(&on_cached) {
+        assert!((a - b).abs() < 1e-6, "{p:?} vs {on_cached:?}");
+    }
+    // With every cache cleared the prompt and the labels are computed from scratch, exactly alike.
+    engine.clear_cache_blocking().expect("clear");
+    let fresh = engine
+        .label_probabilities_blocking(messages, labels)
+        .expect("scored from scratch");
+    assert_eq!(p, fresh, "the cached prompt scores exactly like the fresh one");
     assert!(
         engine
             .label_probabilities_blocking(vec![ChatMessage::user("hi")], vec![])
