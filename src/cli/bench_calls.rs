@@ -21,6 +21,20 @@ pub struct BenchCallsArgs {
     /// Calls in progress at once.
     #[arg(long, default_value_t = 1)]
     pub concurrency: usize,
+    /// What the callers ask.
+    #[arg(long, value_enum, default_value_t = Questions::Scripted)]
+    pub questions: Questions,
+}
+
+/// Which questions the simulated callers ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Questions {
+    /// Questions the inbound flow answers from its facts and FAQ (keywords): no language model on
+    /// the turn's path.
+    Scripted,
+    /// Questions no keyword of the flow catches, so the language model classifies them (scoring the
+    /// menu's labels) and, for an `other` answer, phrases a free reply from the facts.
+    Model,
 }
 
 /// What callers ask; each gets a scripted answer from the inbound flow.
@@ -29,6 +43,15 @@ const QUESTIONS: [&str; 4] = [
     "Where is the bakery located?",
     "Do you deliver cakes?",
     "Is there parking near the shop?",
+];
+
+/// What callers ask that only the language model can sort out (checked with `switchboard flows
+/// test`: none of them matches a keyword of the inbound flow's menu or FAQ).
+const MODEL_QUESTIONS: [&str; 4] = [
+    "Can I bring my dog inside?",
+    "Do you sell coffee too?",
+    "Are your pastries made fresh every morning?",
+    "Is the bakery a good place for a kid's party?",
 ];
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -46,6 +69,7 @@ pub struct BenchServer {
     pub base_url: String,
     pub token: AuthToken,
     questions: Vec<Arc<[u8]>>,
+    model_questions: Vec<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for BenchServer {
@@ -87,14 +111,21 @@ impl CallStages {
 impl BenchServer {
     /// Must be called on a multi-threaded runtime: the models load on this thread.
     pub async fn start(max_calls: usize) -> anyhow::Result<Self> {
-        let mut questions = Vec::new();
-        for q in QUESTIONS {
+        let speak = |q: &str| -> anyhow::Result<Arc<[u8]>> {
             let audio = synthesize(q, Voice::Flite("slt")).context("synthesizing a caller")?;
             let mut enc = switchboard_audio::MulawEncoder8k::new(16_000).context("resampler")?;
             let mut frames = enc.push(&audio);
             frames.extend(enc.finish());
-            questions.push(frames.concat().into());
-        }
+            Ok(frames.concat().into())
+        };
+        let questions = QUESTIONS
+            .iter()
+            .map(|q| speak(q))
+            .collect::<anyhow::Result<_>>()?;
+        let model_questions = MODEL_QUESTIONS
+            .iter()
+            .map(|q| speak(q))
+            .collect::<anyhow::Result<_>>()?;
         let mut settings = Settings::load(&ServeArgs {
             config: None,
             port: Some(0),
@@ -113,11 +144,21 @@ impl BenchServer {
             base_url,
             token: settings.auth_token.clone(),
             questions,
+            model_questions,
         })
     }
 
     /// Places `calls` simulated calls, `concurrency` at a time, each asking one question.
-    pub async fn run_calls(&self, calls: usize, concurrency: usize) -> anyhow::Result<CallStages> {
+    pub async fn run_calls(
+        &self,
+        calls: usize,
+        concurrency: usize,
+        questions: Questions,
+    ) -> anyhow::Result<CallStages> {
+        let questions = match questions {
+            Questions::Scripted => &self.questions,
+            Questions::Model => &self.model_questions,
+        };
         let mut out = CallStages::default();
         let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
@@ -131,9 +172,7 @@ impl BenchServer {
                 to: "+15555550199".into(),
                 caller: Caller {
                     max: Duration::from_secs(60),
-                    ..Caller::new(vec![Turn::Speak(
-                        self.questions[i % self.questions.len()].clone(),
-                    )])
+                    ..Caller::new(vec![Turn::Speak(questions[i % questions.len()].clone())])
                 },
             };
             let state = self.state.clone();
@@ -181,7 +220,9 @@ pub fn run(args: BenchCallsArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = BenchServer::start(args.concurrency).await?;
-        let stages = server.run_calls(args.calls, args.concurrency).await?;
+        let stages = server
+            .run_calls(args.calls, args.concurrency, args.questions)
+            .await?;
         println!(
             "{} calls ({} at once), {} answered turns, {} failed",
             args.calls,

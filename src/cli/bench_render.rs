@@ -235,16 +235,22 @@ not on these turns' path. {} answered turns, {} failed calls.\n",
             c.stages.voice_to_voice.len(),
             c.stages.failed
         );
-        let _ = writeln!(md, "| stage | p50 | p95 |\n|---|---|---|");
-        for (name, s) in CallStages::NAMES.iter().zip(c.stages.stages()) {
-            let _ = writeln!(
-                md,
-                "| {name} | {:.0} ms | {:.0} ms |",
-                percentile(s, 0.5),
-                percentile(s, 0.95)
-            );
-        }
-        md.push('\n');
+        stage_table(&mut md, &c.stages);
+    }
+
+    if let Some(c) = &report.model_calls {
+        let _ = writeln!(
+            md,
+            "### With the language model on the path\n\nThe same, {} calls, but each caller asks something no \
+keyword of the flow catches (bringing a dog, coffee, fresh pastries, a kid's party), so the language model \
+scores the menu's labels (with a calibration prior it remembers between calls) and, when it picks `other`, \
+streams a free answer from the facts; \"flow + speech synthesis\" holds that model time. {} answered \
+turns, {} failed calls.\n",
+            c.calls,
+            c.stages.voice_to_voice.len(),
+            c.stages.failed
+        );
+        stage_table(&mut md, &c.stages);
     }
 
     if let Some(cap) = &report.capacity {
@@ -752,6 +758,20 @@ fn capacity_chart(path: &Path, cap: &super::bench_report::CapacitySection) -> an
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+/// The per-stage p50/p95 table of a set of calls.
+fn stage_table(md: &mut String, stages: &CallStages) {
+    let _ = writeln!(md, "| stage | p50 | p95 |\n|---|---|---|");
+    for (name, s) in CallStages::NAMES.iter().zip(stages.stages()) {
+        let _ = writeln!(
+            md,
+            "| {name} | {:.0} ms | {:.0} ms |",
+            percentile(s, 0.5),
+            percentile(s, 0.95)
+        );
+    }
+    md.push('\n');
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use switchboard_stt::{WhisperConfig, WhisperStt};
 use switchboard_telephony::signature;
 
 use super::bench::{median_latency, timed_utterances};
-use super::bench_calls::{BenchServer, CallStages, percentile};
+use super::bench_calls::{BenchServer, CallStages, Questions, percentile};
 use super::bench_llm::LlmNumbers;
 
 pub const INSTALL_PEERS: &str = "bench/install-peers.sh";
@@ -261,6 +261,8 @@ pub struct Report {
     pub stt: Option<SttSection>,
     pub llm: Option<LlmSection>,
     pub calls: Option<Level>,
+    /// The same, with questions only the language model sorts out.
+    pub model_calls: Option<Level>,
     pub capacity: Option<CapacitySection>,
     pub webhook: Option<WebhookSection>,
     /// What `bench/install-peers.sh` built (its versions.txt), one line per peer.
@@ -699,10 +701,15 @@ impl Probe {
     }
 }
 
-async fn measure_level(server: &BenchServer, calls: usize, concurrency: usize) -> anyhow::Result<Level> {
+async fn measure_level(
+    server: &BenchServer,
+    calls: usize,
+    concurrency: usize,
+    questions: Questions,
+) -> anyhow::Result<Level> {
     let idle_rss_mib = rss_mib().unwrap_or(f64::NAN);
     let probe = Probe::start();
-    let stages = server.run_calls(calls, concurrency).await?;
+    let stages = server.run_calls(calls, concurrency, questions).await?;
     let usage = probe.finish();
     Ok(Level {
         concurrency,
@@ -725,7 +732,12 @@ async fn server_sections(args: &BenchReportArgs, report: &mut Report) -> anyhow:
 
     if args.wants(Section::Calls) {
         eprintln!("calls: {} simulated calls, one at a time…", args.calls);
-        report.calls = Some(measure_level(&server, args.calls, 1).await?);
+        report.calls = Some(measure_level(&server, args.calls, 1, Questions::Scripted).await?);
+        eprintln!(
+            "calls: {} simulated calls with questions for the language model, one at a time…",
+            args.calls
+        );
+        report.model_calls = Some(measure_level(&server, args.calls, 1, Questions::Model).await?);
     }
     if !levels.is_empty() {
         let mut section = CapacitySection {
@@ -737,7 +749,7 @@ async fn server_sections(args: &BenchReportArgs, report: &mut Report) -> anyhow:
             // Two waves at each level, so that calls overlap throughout and not only at their start.
             let calls = (2 * concurrency).max(4);
             eprintln!("capacity: {calls} calls, {concurrency} at once…");
-            let level = measure_level(&server, calls, concurrency).await?;
+            let level = measure_level(&server, calls, concurrency, Questions::Scripted).await?;
             let within = level.within(args.p95_limit_ms);
             eprintln!(
                 "capacity: {concurrency} at once: p95 {:.0} ms, {} failed",
