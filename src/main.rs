@@ -54,7 +54,14 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    cli::init_tracing(matches!(cli.command, Command::Serve(_)));
+    let serving = matches!(cli.command, Command::Serve(_));
+    if !serving {
+        // Rust ignores SIGPIPE, so printing into a pipe whose reader has gone (`| head`) panics; the
+        // tools end quietly like other command-line programs instead. `serve` keeps ignoring it: a
+        // runtime with calls in progress must not die because whoever read its output went away.
+        sigpipe::reset();
+    }
+    cli::init_tracing(serving);
     match cli.command {
         Command::Models(cmd) => cli::models::run(cmd),
         Command::Transcribe(args) => cli::transcribe::run(args),

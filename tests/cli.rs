@@ -182,3 +182,27 @@ fn config_show_prints_the_effective_settings_without_secrets() {
     assert!(again.status.success(), "{}", stderr(&again));
     assert!(stdout(&again).contains("max_calls = 7"));
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["models", "list"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // The reader goes away before the command prints anything, as `| head -0` would.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        out.status.signal(),
+        Some(13),
+        "ended by SIGPIPE like other tools: {:?} {err}",
+        out.status
+    );
+}
