@@ -58,6 +58,10 @@ impl SpeechToText for FakeStt {
             })
         }
     }
+
+    fn is_available(&self) -> bool {
+        !self.stopped
+    }
 }
 
 /// Understands nothing (the flow's own matchers do the work) and never replies. Both fail as a bad

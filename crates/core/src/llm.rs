@@ -285,6 +285,13 @@ pub trait LanguageModel: Send + Sync {
         let _ = prefix;
         async { Ok(()) }
     }
+
+    /// Whether requests can succeed now: false while the model cannot be loaded (after a crash with
+    /// the file gone, say), when every request fails as [`LlmError::Unavailable`]. Readiness checks
+    /// report it. Engines that cannot lose their model keep the default.
+    fn is_available(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -54,4 +54,10 @@ pub enum SttError {
 pub trait SpeechToText: Send + Sync {
     /// Transcribes one utterance of mono audio at [`STT_SAMPLE_RATE`], samples in [-1, 1].
     fn transcribe(&self, samples: Vec<f32>) -> impl Future<Output = Result<Transcript, SttError>> + Send;
+
+    /// Whether transcriptions can succeed now (readiness checks report it). Engines that cannot lose
+    /// their model keep the default.
+    fn is_available(&self) -> bool {
+        true
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -59,6 +59,8 @@ pub struct LlmEngine {
     jobs: Option<mpsc::SyncSender<Job>>,
     /// Requests queued or running, for the `Overloaded` error message.
     pending: Arc<AtomicUsize>,
+    /// Whether the thread holds a loaded model (false after a panic whose reload failed).
+    loaded: Arc<AtomicBool>,
     info: ModelInfo,
     worker: Option<JoinHandle<()>>,
 }
@@ -83,6 +85,8 @@ impl LlmEngine {
         let (ready_tx, ready_rx) = mpsc::channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let worker_pending = Arc::clone(&pending);
+        let loaded = Arc::new(AtomicBool::new(true));
+        let worker_loaded = Arc::clone(&loaded);
         let worker = std::thread::Builder::new()
             .name("llm-inference".into())
             .spawn(move || {
@@ -102,6 +106,7 @@ impl LlmEngine {
                     // (dropping the job drops its reply channel) and the thread stays up.
                     if generator.is_none() {
                         generator = reload(&path, &config);
+                        worker_loaded.store(generator.is_some(), Ordering::Release);
                     }
                     let Some(g) = generator.as_mut() else {
                         drop(job);
@@ -117,6 +122,7 @@ impl LlmEngine {
                     if ran.is_err() {
                         tracing::error!("language model thread panicked: reloading the model");
                         generator = reload(&path, &config);
+                        worker_loaded.store(generator.is_some(), Ordering::Release);
                     }
                 }
             })
@@ -128,6 +134,7 @@ impl LlmEngine {
         Ok(Self {
             jobs: Some(jobs_tx),
             pending,
+            loaded,
             info,
             worker: Some(worker),
         })
@@ -382,5 +389,11 @@ impl LanguageModel for LlmEngine {
             submitted?;
             rx.await.map_err(|_| LlmError::Unavailable)?
         }
+    }
+
+    /// False from a panic whose reload failed until a later request's reload works; also false
+    /// once the inference thread has gone.
+    fn is_available(&self) -> bool {
+        self.loaded.load(Ordering::Acquire) && self.worker.as_ref().is_some_and(|w| !w.is_finished())
     }
 }

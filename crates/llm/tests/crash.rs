@@ -5,7 +5,9 @@
 
 mod common;
 
-use switchboard_core::llm::{CancelToken, ChatMessage, GenerationParams, LlmError, ReplyEvent};
+use switchboard_core::llm::{
+    CancelToken, ChatMessage, GenerationParams, LanguageModel, LlmError, ReplyEvent,
+};
 use switchboard_llm::{EngineConfig, LlmEngine};
 
 /// Fail points are process-wide and tests run in parallel: one test at a time configures them.
@@ -69,15 +71,19 @@ fn a_model_that_cannot_be_reloaded_fails_requests_until_it_can_and_the_thread_st
     let _serial = FAIL_POINTS.lock().unwrap_or_else(|e| e.into_inner());
     let engine = default_engine();
     let before = reply(&engine).expect("a reply before the fault");
+    assert!(engine.is_available());
 
     // A panic, and the reload after it fails (the file unreadable, say), twice.
     fail::cfg("llm::reload", "2*return(model file unreadable)").expect("fail point");
     fail::cfg("llm::job", "1*panic(injected model fault)").expect("fail point");
     assert!(matches!(reply(&engine), Err(LlmError::Unavailable)));
-    // The next request tries the reload again, which fails too: this request fails, quickly.
+    // The next request tries the reload again, which fails too: this request fails, quickly, and
+    // readiness checks see the engine as unavailable.
     assert!(matches!(reply(&engine), Err(LlmError::Unavailable)));
+    assert!(!engine.is_available(), "no model loaded");
     fail::remove("llm::job");
     // The third reload works: served as before.
     assert_eq!(reply(&engine).expect("a reply once the model loads"), before);
+    assert!(engine.is_available(), "the model is back");
     fail::remove("llm::reload");
 }

@@ -215,6 +215,7 @@ where
         .route("/twilio/status", post(status::<S, L, T>))
         .route("/twilio/media", get(media_upgrade::<S, L, T>))
         .route("/health", get(|| async { "ok" }))
+        .route("/ready", get(ready::<S, L, T>))
         .route("/metrics", get(metrics_text::<S, L, T>))
         .merge(api::routes(api))
         .merge(web::routes())
@@ -241,6 +242,50 @@ async fn metrics_text<S, L, T>(State(state): State<Arc<AppState<S, L, T>>>) -> R
         state.metrics.render(),
     )
         .into_response()
+}
+
+/// How long readiness waits for the database's answer.
+const READY_DB_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness for a load balancer or orchestrator, unauthenticated like `/health` and holding no
+/// number or word of a call. 503 when a call would fail: an engine is unavailable (a model that
+/// could not be reloaded), or no line is free. The database is reported but does not make the
+/// runtime unready: calls go on while it is away and their log writes wait and retry
+/// (`log_writes_pending`), so sending calls elsewhere would not help them.
+async fn ready<S, L, T>(State(state): State<Arc<AppState<S, L, T>>>) -> Response
+where
+    S: SpeechToText + 'static,
+    L: LanguageModel + 'static,
+    T: TextToSpeech + 'static,
+{
+    let up = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let stt = state.engines.stt.is_available();
+    let llm = state.engines.llm.is_available();
+    let database = match tokio::time::timeout(READY_DB_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(e)) => {
+            tracing::warn!("readiness: the database does not answer: {e}");
+            "unavailable"
+        }
+        Err(_) => "timeout",
+    };
+    let lines_free = state.calls.available_permits();
+    let is_ready = stt && llm && lines_free > 0;
+    let body = serde_json::json!({
+        "status": if is_ready { "ready" } else { "unavailable" },
+        "speech_to_text": up(stt),
+        "language_model": up(llm),
+        "database": database,
+        "log_writes_pending": state.log_writes.len(),
+        "calls_in_progress": state.config.max_calls - lines_free,
+        "max_calls": state.config.max_calls,
+    });
+    let status = if is_ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
 }
 
 /// Runs the server on `listener` until `shutdown` completes, then waits for calls in progress.

@@ -1,5 +1,5 @@
-//! Faults around a call: the database going away mid-call. The engines are fakes (this is about
-//! the plumbing); the database and the media stream are real.
+//! Faults around a call: the database going away mid-call, an engine that is gone. The engines are
+//! fakes (this is about the plumbing); the database and the media stream are real.
 
 mod common;
 
@@ -219,4 +219,50 @@ async fn a_status_callback_during_a_database_outage_is_answered_and_written_afte
         assert!(Instant::now() < deadline, "the busy result was lost: {a:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_says_whether_a_call_would_be_served() {
+    let get_ready = |url: String| async move {
+        let r = reqwest::get(format!("{url}/ready")).await.expect("GET /ready");
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.expect("JSON"))
+    };
+    let setup = || Setup {
+        flow: FLOW,
+        rest: None,
+        record: false,
+    };
+
+    let (state, _) = fake_state(setup()).await;
+    let (status, body) = get_ready(serve(state).await).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["speech_to_text"], "ok");
+    assert_eq!(body["language_model"], "ok");
+    assert_eq!(body["database"], "ok");
+    assert_eq!(
+        (body["calls_in_progress"].as_u64(), body["max_calls"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    // A speech recognizer that has stopped: every call would fail, so the runtime is not ready,
+    // and says which part is missing. `/health` (the process is alive) still answers.
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let store = switchboard_store::Store::open_sqlite(&dir.join("calls.db"))
+        .await
+        .expect("store");
+    let engines = switchboard_call::Engines {
+        stt: std::sync::Arc::new(switchboard_call::fakes::FakeStt::stopped()),
+        llm: std::sync::Arc::new(switchboard_call::fakes::FakeLlm),
+        tts: std::sync::Arc::new(switchboard_call::fakes::FakeTts),
+    };
+    let url = serve(common::state_with_engines(setup(), &[], store, &dir, engines)).await;
+    let (status, body) = get_ready(url.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "unavailable");
+    assert_eq!(body["speech_to_text"], "unavailable");
+    assert_eq!(body["database"], "ok");
+    let health = reqwest::get(format!("{url}/health")).await.expect("GET /health");
+    assert_eq!(health.status().as_u16(), 200);
 }

@@ -73,6 +73,12 @@ impl Store {
         }
     }
 
+    /// One trivial query: whether the database answers (readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.execute("SELECT 1").await?;
+        Ok(())
+    }
+
     /// Closes every connection, waiting for those in use to come back; for a clean shutdown (and
     /// so a test can drop its PostgreSQL database).
     pub async fn close(&self) {

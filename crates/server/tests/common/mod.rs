@@ -64,6 +64,22 @@ pub async fn fake_state(setup: Setup) -> (Arc<FakeState>, PathBuf) {
 /// The state with `setup.flow` (the default flow) and `more_flows`, on `store`; recordings, when
 /// asked for, go under `dir`.
 pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -> Arc<FakeState> {
+    let engines = Engines {
+        stt: Arc::new(FakeStt::new("")),
+        llm: Arc::new(FakeLlm),
+        tts: Arc::new(FakeTts),
+    };
+    state_with_engines(setup, more_flows, store, dir, engines)
+}
+
+/// [`state_with`] with the given engines.
+pub fn state_with_engines(
+    setup: Setup,
+    more_flows: &[&str],
+    store: Store,
+    dir: &Path,
+    engines: Engines<FakeStt, FakeLlm, FakeTts>,
+) -> Arc<FakeState> {
     let flow = Flow::parse(setup.flow, "test.yaml", None).expect("flow");
     let name = flow.name().to_string();
     let mut flows = BTreeMap::new();
@@ -91,11 +107,6 @@ pub fn state_with(setup: Setup, more_flows: &[&str], store: Store, dir: &Path) -
         media_idle_timeout: Duration::from_secs(3),
         http_read_timeout: Duration::from_secs(2),
         log_pii: false,
-    };
-    let engines = Engines {
-        stt: Arc::new(FakeStt::new("")),
-        llm: Arc::new(FakeLlm),
-        tts: Arc::new(FakeTts),
     };
     Arc::new(AppState::new(config, engines, store).expect("state"))
 }
