@@ -8,10 +8,11 @@
 //!   because those keep the attention cache private inside the layers; with the cache as a value, a
 //!   cached prompt is a clone and returning to a prefix shortens a view, and the model itself is `&self`.
 //!   The architecture is read from `general.architecture`, never guessed from a file name.
-//! - `quant`: the matrix–vector products of one-token decode steps, on the quantized weights in place:
-//!   SIMD kernels for the block formats candle runs with scalar code (Q4_1, Q5_0) and for Q8_0, giving
-//!   candle's reference results, with the products that share an input run as one job. [`model`]'s
-//!   decode step calls them on plain slices instead of going through tensor operations.
+//! - `quant`: the products of the quantized weights with one vector (a decode step) or with the rows
+//!   of a prompt pass, on the weights in place: SIMD kernels for the block formats candle runs with
+//!   scalar code (Q4_1, Q5_0) and for Q8_0, giving candle's reference results, with the products that
+//!   share an input run as one job. [`model`] calls them on plain slices for decode steps and prompt
+//!   passes alike, so a prompt token is computed exactly as a decode step would compute it.
 //! - `pool`: the threads that share those products with the calling thread. The caller never waits
 //!   for a helper that has not started, so a core taken by another process (speech, a build) slows
 //!   decoding down instead of stalling it.

@@ -43,11 +43,12 @@ impl Architecture {
 
 /// A projection with its quantized weights and, optionally, a dense f32 copy of them.
 ///
-/// Why two copies: a quantized product computes one dot product per (token, output) pair, so a
-/// prompt of n tokens costs about n decode steps. A dense matmul (gemm) reuses each weight across all
-/// the tokens of a pass and ran prompts 2.2× faster here (SmolLM2-135M, 2 cores: 157 vs 72 tokens/s
-/// with candle's quantized matmul), while one-token decode is bound by memory bandwidth and is faster
-/// on the 4-bit weights.
+/// Why a dense copy: when a quantized product unpacked the weights once per token, a dense matmul
+/// (gemm), which reuses each weight across all the tokens of a pass, ran prompts 2.2× faster
+/// (SmolLM2-135M, 2 cores: 157 vs 72 tokens/s with candle's quantized matmul). Now [`quant`]
+/// unpacks each group of weights once for several tokens, and prompts on the quantized weights are
+/// the faster ones (~450 vs ~250 tokens/s); the copy remains an option (the engine's
+/// `dense_prefill_budget_bytes`), e.g. for CPUs without AVX2, where [`quant`] is scalar.
 /// Why f32 and not f16: candle's f16 matmul on these CPUs was no faster than the quantized one (72
 /// tokens/s), and its result depended on how the prompt was split into passes; the f32 product does
 /// not (see `tests/reference_model.rs`), which lets the prompt cache resume at any position.
@@ -92,7 +93,9 @@ impl Linear {
 
 /// Which weights a forward pass uses: prompts always take the dense path (when loaded) and generated
 /// tokens the quantized one, whatever the number of tokens, so that how a prompt is split into passes
-/// (which depends on what the prompt cache holds) never changes which arithmetic computes it.
+/// (which depends on what the prompt cache holds) never changes which arithmetic computes it. Without
+/// the dense copy, a prompt pass computes each token exactly as a decode step would (see
+/// [`Transformer::forward`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
     Prompt,
@@ -378,7 +381,8 @@ fn dots<const N: usize>(q: &[[f32; 8]], rows: [&[f32]; N]) -> [f32; N] {
     acc.map(|a| a.iter().sum())
 }
 
-/// The buffers of one decode step, allocated once per token rather than once per layer.
+/// The buffers of one pass on slices (one row per token), allocated once per pass rather than once
+/// per layer.
 struct DecodeScratch {
     x: Vec<f32>,
     normed: Vec<f32>,
@@ -389,7 +393,7 @@ struct DecodeScratch {
     projected: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
-    /// Per head: the attention scores of every position, then the head's output.
+    /// Per token and head: the attention scores of every position it sees, then the head's output.
     heads: Vec<f32>,
 }
 
@@ -637,9 +641,22 @@ impl Transformer {
 
     /// Runs `tokens` (positions `cache.len()..`) through the model, appends their keys and values to
     /// `cache`, and returns the logits (f32, `[vocab]`) for the token after the last one.
+    ///
+    /// Decode steps, and prompt passes without the dense weights, run on slices
+    /// ([`Transformer::on_slices`]); the rest (dense prompts, several tokens as `Pass::Decode`, which
+    /// the tests use as a reference) through candle's tensor operations ([`Transformer::hidden`]).
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, pass: Pass) -> Result<Tensor> {
         if let (Pass::Decode, &[token]) = (pass, tokens) {
             return self.decode_step(token, cache);
+        }
+        if pass == Pass::Prompt && !self.dense_prefill {
+            let normed = self.on_slices(tokens, cache)?;
+            let dim = self.config.embedding_length;
+            let last = &normed[normed.len().saturating_sub(dim)..];
+            let mut logits = vec![0f32; self.output.rows()];
+            quant::matmul(&self.helpers, last, &mut [(&self.output, &mut logits)])?;
+            let n = logits.len();
+            return Tensor::from_vec(logits, n, self.cos.device());
         }
         let h = self.hidden(tokens, cache, pass)?;
         let last = h.i((.., tokens.len() - 1, ..))?;
@@ -652,6 +669,13 @@ impl Transformer {
     /// Like [`Transformer::forward`], but returns the logits after every one of `tokens`
     /// (`[tokens.len(), vocab]`): what scoring a given continuation needs.
     pub fn forward_all(&self, tokens: &[u32], cache: &mut KvCache, pass: Pass) -> Result<Tensor> {
+        if pass == Pass::Prompt && !self.dense_prefill {
+            let normed = self.on_slices(tokens, cache)?;
+            let vocab = self.output.rows();
+            let mut logits = vec![0f32; tokens.len() * vocab];
+            quant::matmul(&self.helpers, &normed, &mut [(&self.output, &mut logits)])?;
+            return Tensor::from_vec(logits, (tokens.len(), vocab), self.cos.device());
+        }
         let h = self.hidden(tokens, cache, pass)?;
         self.output
             .forward(&self.helpers, &h.squeeze(0)?)?
@@ -702,42 +726,75 @@ impl Transformer {
         self.norm.forward(&h)
     }
 
-    /// One generated token: the same computation as a one-token [`Transformer::hidden`] on the
-    /// quantized weights, but on plain slices, with the projections through [`quant`].
+    /// One generated token: [`Transformer::on_slices`] and the output projection.
+    fn decode_step(&self, token: u32, cache: &mut KvCache) -> Result<Tensor> {
+        let normed = self.on_slices(&[token], cache)?;
+        let mut logits = vec![0f32; self.output.rows()];
+        quant::matmul(&self.helpers, &normed, &mut [(&self.output, &mut logits)])?;
+        let n = logits.len();
+        Tensor::from_vec(logits, n, self.cos.device())
+    }
+
+    /// The final (normalized) hidden states of `tokens`, `[tokens.len()][dim]`, computed like
+    /// [`Transformer::hidden`] on the quantized weights, but on plain slices, with the projections
+    /// through [`quant`]; appends to `cache`. Decode steps (one token) and quantized prompt passes
+    /// take this path.
     ///
     /// Why a separate path: a decode step is about 450 small operations (30 layers of SmolLM2), and
     /// as tensor operations each allocated its result, checked layouts, and woke the thread pool
-    /// for work of a few microseconds; per token that overhead was larger than the arithmetic. The
-    /// norms, rotary embedding, residuals and SiLU here repeat candle's arithmetic exactly; the
-    /// attention of the one query against the cache sums in another order than candle's matmul.
-    fn decode_step(&self, token: u32, cache: &mut KvCache) -> Result<Tensor> {
+    /// for work of a few microseconds; per token that overhead was larger than the arithmetic. In
+    /// prompt passes candle's pool and [`Helpers`] took turns spinning on the two cores while the
+    /// other worked (a quarter of the time, perf). The norms, rotary embedding, residuals and SiLU
+    /// here repeat candle's arithmetic exactly; attention sums in another order than candle's matmul.
+    ///
+    /// Every token is computed the same way whatever else is in the pass: its products are per token
+    /// (see [`quant::matmul`]) and its attention is one [`attend_head`] per head over the positions
+    /// up to its own, exactly as a decode step computes it. So a prompt gives the same keys, values
+    /// and logits however it is split into passes, including one token at a time.
+    fn on_slices(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Vec<f32>> {
         let c = &self.config;
+        let n = tokens.len();
         let pos = cache.len;
-        self.check_room(pos, 1)?;
+        self.check_room(pos, n)?;
         let hd = c.head_dim;
         let row = c.n_kv_head * hd;
         let half = self.cos.dims2()?.1;
         if 2 * half != hd {
             candle_core::bail!("rotary embedding of {} dims for heads of {hd}", 2 * half);
         }
-        let cos = &self.cos_values[pos * half..(pos + 1) * half];
-        let sin = &self.sin_values[pos * half..(pos + 1) * half];
         let ffn = self.layers.first().map_or(0, |l| l.mlp.up.quantized.rows());
         let dim = c.embedding_length;
+        let qdim = c.n_head * hd;
+        let mut x = Vec::with_capacity(n * dim);
+        for &token in tokens {
+            x.extend(
+                self.embeddings
+                    .embeddings()
+                    .get(token as usize)?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        // The last query sees the most positions; the heads of earlier ones use less of their span.
+        let span = pos + n + hd;
         let mut s = DecodeScratch {
-            x: self.embeddings.embeddings().get(token as usize)?.to_vec1()?,
-            normed: vec![0.0; dim],
-            q: vec![0.0; c.n_head * hd],
-            k: vec![0.0; row],
-            v: vec![0.0; row],
-            attended: vec![0.0; c.n_head * hd],
-            projected: vec![0.0; dim],
-            gate: vec![0.0; ffn],
-            up: vec![0.0; ffn],
-            heads: vec![0.0; c.n_head * (pos + 1 + hd)],
+            x,
+            normed: vec![0.0; n * dim],
+            q: vec![0.0; n * qdim],
+            k: vec![0.0; n * row],
+            v: vec![0.0; n * row],
+            attended: vec![0.0; n * qdim],
+            projected: vec![0.0; n * dim],
+            gate: vec![0.0; n * ffn],
+            up: vec![0.0; n * ffn],
+            heads: vec![0.0; n * c.n_head * span],
+        };
+        let norm_rows = |norm: &RmsNorm, x: &[f32], out: &mut [f32]| {
+            for (x, out) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+                norm.apply(x, out);
+            }
         };
         for (index, layer) in self.layers.iter().enumerate() {
-            layer.attention_norm.apply(&s.x, &mut s.normed);
+            norm_rows(&layer.attention_norm, &s.x, &mut s.normed);
             quant::matmul(
                 &self.helpers,
                 &s.normed,
@@ -752,20 +809,40 @@ impl Transformer {
             }) = &layer.qkv_bias
             {
                 for (out, bias) in [(&mut s.q, bq), (&mut s.k, bk), (&mut s.v, bv)] {
-                    out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                    for out in out.chunks_exact_mut(bias.len().max(1)) {
+                        out.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                    }
                 }
             }
-            for head in s.q.chunks_exact_mut(hd).chain(s.k.chunks_exact_mut(hd)) {
-                self.rope_head(head, cos, sin);
+            for (t, (q, k)) in
+                s.q.chunks_exact_mut(qdim)
+                    .zip(s.k.chunks_exact_mut(row))
+                    .enumerate()
+            {
+                let at = (pos + t) * half;
+                let (cos, sin) = (&self.cos_values[at..at + half], &self.sin_values[at..at + half]);
+                for head in q.chunks_exact_mut(hd).chain(k.chunks_exact_mut(hd)) {
+                    self.rope_head(head, cos, sin);
+                }
             }
             let (keys, values) = cache.append(index, &s.k, &s.v, row)?;
-            let (q, n_rep, span) = (&s.q, c.n_head / c.n_kv_head, pos + 1 + hd);
+            let (q, n_head, n_rep) = (&s.q, c.n_head, c.n_head / c.n_kv_head);
+            // One unit per query and head.
             self.helpers
-                .for_each_chunk(&mut [&mut s.heads], span, &|_, h, buf| {
-                    attend_head(&q[h * hd..(h + 1) * hd], keys, values, row, (h / n_rep) * hd, buf)
+                .for_each_chunk(&mut [&mut s.heads], span, &|_, u, buf| {
+                    let (t, h) = (u / n_head, u % n_head);
+                    let seen = pos + t + 1;
+                    let query = &q[t * qdim + h * hd..t * qdim + (h + 1) * hd];
+                    attend_head(query, keys, values, row, (h / n_rep) * hd, &mut buf[..seen + hd]);
                 });
-            for (out, head) in s.attended.chunks_exact_mut(hd).zip(s.heads.chunks_exact(span)) {
-                out.copy_from_slice(&head[span - hd..]);
+            for (u, (out, head)) in s
+                .attended
+                .chunks_exact_mut(hd)
+                .zip(s.heads.chunks_exact(span))
+                .enumerate()
+            {
+                let seen = pos + u / n_head + 1;
+                out.copy_from_slice(&head[seen..seen + hd]);
             }
             quant::matmul(
                 &self.helpers,
@@ -774,7 +851,7 @@ impl Transformer {
             )?;
             s.x.iter_mut().zip(&s.projected).for_each(|(x, p)| *x += p);
 
-            layer.ffn_norm.apply(&s.x, &mut s.normed);
+            norm_rows(&layer.ffn_norm, &s.x, &mut s.normed);
             quant::matmul(
                 &self.helpers,
                 &s.normed,
@@ -793,12 +870,9 @@ impl Transformer {
             )?;
             s.x.iter_mut().zip(&s.projected).for_each(|(x, p)| *x += p);
         }
-        cache.len = pos + 1;
-        self.norm.apply(&s.x, &mut s.normed);
-        let mut logits = vec![0f32; self.output.rows()];
-        quant::matmul(&self.helpers, &s.normed, &mut [(&self.output, &mut logits)])?;
-        let n = logits.len();
-        Tensor::from_vec(logits, n, self.cos.device())
+        cache.len = pos + n;
+        norm_rows(&self.norm, &s.x, &mut s.normed);
+        Ok(s.normed)
     }
 
     /// Candle's `rope_i` (llama) or `rope` (qwen2) on one head at one position.

@@ -1,4 +1,5 @@
-//! Matrix–vector products on GGUF-quantized weights: where decoding one token spends its time.
+//! Products of GGUF-quantized weights with one vector (a decode step) or with the rows of a prompt
+//! pass: where the model spends its time.
 //!
 //! Why not candle's `QMatMul` for decoding: candle 0.11 has no SIMD dot product for Q4_1 (every
 //! projection of SmolLM2-135M Q4_1) or Q5_0 (most of Qwen2.5-0.5B Q4_K_M), so their scalar loop was
@@ -6,7 +7,9 @@
 //! between the many small tensor ops around it (perf, SmolLM2 on 2 cores). Here a product is a
 //! plain function on slices: the weights are read in place from the `QTensor`'s storage (no copy),
 //! eight rows at a time, shared out among the threads of [`crate::pool::Helpers`], and matrices that
-//! share one input (q/k/v, gate/up) go out as one job.
+//! share one input (q/k/v, gate/up) go out as one job. With several inputs (a prompt pass), each
+//! group of eight rows is unpacked once per block for four inputs at a time ([`TILE`]): with one
+//! input, unpacking was most of a kernel's work.
 //!
 //! The results are the ones candle's scalar reference (`vec_dot_unopt`) gives, bit for bit: the
 //! integer part of each 32-weight block is exact in any order, and the float part is accumulated
@@ -154,7 +157,7 @@ impl std::fmt::Debug for Kind {
     }
 }
 
-/// A weight matrix `[rows, cols]` as a decode step multiplies it with one vector.
+/// A weight matrix `[rows, cols]` as the kernels here multiply it.
 #[derive(Debug, Clone)]
 pub struct QMatrix {
     rows: usize,
@@ -294,21 +297,45 @@ impl QuantizedInput {
             sum: Vec::with_capacity(blocks),
             s: Vec::with_capacity(blocks),
         };
-        for (xs, qs) in x.chunks_exact(QK).zip(q.qs.chunks_exact_mut(QK)) {
-            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-            let mut sum = 0i32;
-            for (q, &v) in qs.iter_mut().zip(xs) {
-                *q = (v * id).round() as i8;
-                sum += *q as i32;
-            }
+        for (xs, qs) in x.as_chunks::<QK>().0.iter().zip(q.qs.as_chunks_mut::<QK>().0) {
+            let (d, sum) = quantize_block(xs, qs);
             let d16 = f16::from_f32(d);
             q.d.push(d16.to_f32());
             q.sum.push(sum);
             q.s.push((f16::from_f32(sum as f32) * d16).to_f32());
         }
         q
+    }
+}
+
+/// Rounds one block to 8 bits (`qs`) as candle does, and returns its scale (f32) and Σ qs.
+fn quantize_block(xs: &[f32; QK], qs: &mut [i8; QK]) -> (f32, i32) {
+    let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))]
+    // SAFETY: the CPU has the features (compile-time cfg).
+    unsafe {
+        (d, avx2::quantize(xs, id, qs))
+    }
+    #[cfg(not(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    )))]
+    {
+        let mut sum = 0i32;
+        for (q, &v) in qs.iter_mut().zip(xs) {
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        (d, sum)
     }
 }
 
@@ -375,7 +402,8 @@ pub fn matmul(helpers: &Helpers, x: &[f32], jobs: &mut [(&QMatrix, &mut [f32])])
         outputs.push(&mut **out);
     }
     // One input: the results go straight into `out`. Several: a unit's eight rows times all inputs
-    // are one chunk of a row-major `[rows][m]` scratch, turned around at the end.
+    // are one chunk of a scratch, `[m][8]` within the chunk, so that putting them in place at the end
+    // copies rows of eight (copying one value at a time to its strided place was 6% of a prompt).
     let mut scratch: Vec<Vec<f32>> = if m > 1 {
         outputs.iter().map(|o| vec![0f32; o.len()]).collect()
     } else {
@@ -394,13 +422,9 @@ pub fn matmul(helpers: &Helpers, x: &[f32], jobs: &mut [(&QMatrix, &mut [f32])])
             Rows::Packed { format, data } => {
                 let group_bytes = cols / QK * ROWS * format.block_bytes();
                 let group = &data[c * group_bytes..(c + 1) * group_bytes];
-                let mut eight = [0f32; ROWS];
-                for (t, input) in inputs.iter().enumerate() {
-                    group_dot(*format, group, input, &mut eight);
-                    for (r, &v) in eight[..n].iter().enumerate() {
-                        chunk[r * m + t] = v;
-                    }
-                }
+                group_dots(*format, group, &inputs, |t, eight| {
+                    chunk[t * n..(t + 1) * n].copy_from_slice(&eight[..n]);
+                });
             }
             Rows::KQuant { dtype, data } => {
                 let ok = match dtype {
@@ -421,9 +445,10 @@ pub fn matmul(helpers: &Helpers, x: &[f32], jobs: &mut [(&QMatrix, &mut [f32])])
     if m > 1 {
         for (out, s) in outputs.iter_mut().zip(&scratch) {
             let rows = out.len() / m;
-            for (r, per_input) in s.chunks_exact(m).enumerate() {
-                for (t, &v) in per_input.iter().enumerate() {
-                    out[t * rows + r] = v;
+            for (c, unit) in s.chunks(ROWS * m).enumerate() {
+                let n = unit.len() / m;
+                for (out, results) in out.chunks_exact_mut(rows).zip(unit.chunks_exact(n)) {
+                    out[c * ROWS..c * ROWS + n].copy_from_slice(results);
                 }
             }
         }
@@ -431,7 +456,7 @@ pub fn matmul(helpers: &Helpers, x: &[f32], jobs: &mut [(&QMatrix, &mut [f32])])
     Ok(())
 }
 
-/// Rows `row0..` of a K-quant matrix times every input (`out` is `[row][input]`), through candle's
+/// Rows `row0..` of a K-quant matrix times every input (`out` is `[input][row]`), through candle's
 /// own dot product for the format (AVX2 where candle has it). `false` if `data` is not a whole number
 /// of aligned blocks.
 fn k_rows<T: GgmlType<VecDotType = BlockQ8K>>(
@@ -449,20 +474,32 @@ fn k_rows<T: GgmlType<VecDotType = BlockQ8K>>(
     // (a `Vec<T>`), and blocks are plain integers and f16s, valid for any bits.
     let blocks: &[T] = unsafe { std::slice::from_raw_parts(data.as_ptr() as *const T, data.len() / size) };
     let per_row = cols / QK_K;
-    for (r, per_input) in out.chunks_exact_mut(inputs.len()).enumerate() {
+    let n = out.len() / inputs.len().max(1);
+    for r in 0..n {
         let at = (row0 + r) * per_row;
         let Some(row) = blocks.get(at..at + per_row) else {
             return false;
         };
-        for (o, input) in per_input.iter_mut().zip(inputs) {
-            *o = T::vec_dot(cols, row, input);
+        for (t, input) in inputs.iter().enumerate() {
+            out[t * n + r] = T::vec_dot(cols, row, input);
         }
     }
     true
 }
 
-/// The eight rows of one packed group (see [`pack`]) times the input.
-fn group_dot(format: Format, group: &[u8], input: &QuantizedInput, out: &mut [f32; ROWS]) {
+/// Inputs one kernel call multiplies with a group of rows: the group's weights are unpacked once
+/// for all of them, which was most of a kernel's work with one input (prompt passes have many).
+const TILE: usize = 4;
+
+/// The eight rows of one packed group (see [`pack`]) times each of `inputs` (which all have the
+/// group's number of blocks): `out(t, results)` for input `t`. Each result is computed the same way
+/// whatever the other inputs, so a token's products do not depend on how a prompt is split.
+fn group_dots(
+    format: Format,
+    group: &[u8],
+    inputs: &[QuantizedInput],
+    mut out: impl FnMut(usize, &[f32; ROWS]),
+) {
     #[cfg(all(
         target_arch = "x86_64",
         target_feature = "avx2",
@@ -470,14 +507,39 @@ fn group_dot(format: Format, group: &[u8], input: &QuantizedInput, out: &mut [f3
         target_feature = "f16c"
     ))]
     {
-        // SAFETY: the CPU has the features (compile-time cfg), and `group` holds `input.d.len()`
-        // packed blocks (checked by the slicing in `matvecs`), which is all the kernels read.
-        unsafe {
-            match format {
-                Format::Q4_1 => avx2::q4_1(group, input, out),
-                Format::Q5_0 => avx2::q5_0(group, input, out),
-                Format::Q8_0 => avx2::q8_0(group, input, out),
+        /// # Safety
+        /// As for the kernels: the inputs have the same number of blocks, which `group` holds.
+        unsafe fn kernel<const T: usize>(
+            format: Format,
+            group: &[u8],
+            inputs: [&QuantizedInput; T],
+            out: &mut [[f32; ROWS]; T],
+        ) {
+            // SAFETY: the CPU has the features (compile-time cfg); the rest is the caller's.
+            unsafe {
+                match format {
+                    Format::Q4_1 => avx2::q4_1(group, inputs, out),
+                    Format::Q5_0 => avx2::q5_0(group, inputs, out),
+                    Format::Q8_0 => avx2::q8_0(group, inputs, out),
+                }
             }
+        }
+        let mut tiles = inputs.chunks_exact(TILE);
+        for (i, tile) in (&mut tiles).enumerate() {
+            let mut results = [[0f32; ROWS]; TILE];
+            // SAFETY: `matmul` quantizes every input from a row of the same length and slices
+            // `group` to that many blocks.
+            unsafe { kernel(format, group, std::array::from_fn(|k| &tile[k]), &mut results) };
+            for (k, r) in results.iter().enumerate() {
+                out(i * TILE + k, r);
+            }
+        }
+        let first = inputs.len() - tiles.remainder().len();
+        for (k, input) in tiles.remainder().iter().enumerate() {
+            let mut results = [[0f32; ROWS]; 1];
+            // SAFETY: as above.
+            unsafe { kernel(format, group, [input], &mut results) };
+            out(first + k, &results[0]);
         }
     }
     #[cfg(not(all(
@@ -486,8 +548,11 @@ fn group_dot(format: Format, group: &[u8], input: &QuantizedInput, out: &mut [f3
         target_feature = "fma",
         target_feature = "f16c"
     )))]
-    for (r, o) in out.iter_mut().enumerate() {
-        *o = reference::row_dot(format, &reference::unpack_row(format, group, r), input);
+    for (t, input) in inputs.iter().enumerate() {
+        let results: [f32; ROWS] = std::array::from_fn(|r| {
+            reference::row_dot(format, &reference::unpack_row(format, group, r), input)
+        });
+        out(t, &results);
     }
 }
 
@@ -644,108 +709,190 @@ mod avx2 {
         }
     }
 
+    /// `(x·id).round() as i8` for the 32 values of a block, and their sum. Why not the scalar loop:
+    /// `round` is a library call per value, and quantizing the inputs took 4% of a prompt pass.
+    ///
     /// # Safety
-    /// `group` holds `input.d.len()` packed Q4_1 blocks.
-    pub(super) unsafe fn q4_1(group: &[u8], input: &QuantizedInput, out: &mut [f32; ROWS]) {
+    /// Only that the CPU has AVX2.
+    pub(super) unsafe fn quantize(xs: &[f32; QK], id: f32, qs: &mut [i8; QK]) -> i32 {
         unsafe {
-            let low = _mm256_set1_epi8(0x0F);
-            let ones = _mm256_set1_epi16(1);
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..input.d.len() {
-                let p = group.as_ptr().add(b * 160);
-                let (y_lo, y_hi) = input_halves(input, b);
-                // Rows r and r+1: their 16 bytes each, side by side.
-                let pair = |r: usize| {
-                    let v = _mm256_loadu_si256(p.add(32 + 16 * r) as *const __m256i);
-                    let lo = _mm256_and_si256(v, low);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-                    let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_maddubs_epi16(hi, y_hi));
-                    _mm256_madd_epi16(p, ones)
-                };
-                let sumi = reduce_pairs(pair(0), pair(2), pair(4), pair(6));
-                let t = _mm256_mul_ps(
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), f16x8(p)),
-                    _mm256_set1_ps(input.d[b]),
-                );
-                let t = _mm256_add_ps(t, _mm256_mul_ps(f16x8(p.add(16)), _mm256_set1_ps(input.s[b])));
-                acc = _mm256_add_ps(acc, t);
-            }
-            _mm256_storeu_ps(out.as_mut_ptr(), acc);
+            let id = _mm256_set1_ps(id);
+            let sign = _mm256_set1_ps(-0.0);
+            let half = _mm256_set1_ps(0.5);
+            let one = _mm256_set1_ps(1.0);
+            let eight = |i: usize| {
+                let y = _mm256_mul_ps(_mm256_loadu_ps(xs.as_ptr().add(8 * i)), id);
+                // Round half away from zero, as `f32::round`: truncate, then step away from zero
+                // where the (exact) remainder is at least one half.
+                let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+                let rest = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
+                let away = _mm256_cmp_ps::<_CMP_GE_OQ>(rest, half);
+                let step = _mm256_or_ps(_mm256_and_ps(y, sign), one);
+                _mm256_cvttps_epi32(_mm256_add_ps(t, _mm256_and_ps(away, step)))
+            };
+            let (a, b, c, d) = (eight(0), eight(1), eight(2), eight(3));
+            // Saturating packs, like `as i8`; they interleave 32-bit lanes, which the permute undoes.
+            let bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+            let bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(qs.as_mut_ptr() as *mut __m256i, bytes);
+            let s = _mm256_add_epi32(_mm256_add_epi32(a, b), _mm256_add_epi32(c, d));
+            let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            _mm_cvtsi128_si32(s)
         }
     }
 
     /// # Safety
-    /// `group` holds `input.d.len()` packed Q5_0 blocks.
-    pub(super) unsafe fn q5_0(group: &[u8], input: &QuantizedInput, out: &mut [f32; ROWS]) {
+    /// Every input has the same number of blocks, and `group` holds that many packed Q4_1 blocks.
+    pub(super) unsafe fn q4_1<const T: usize>(
+        group: &[u8],
+        inputs: [&QuantizedInput; T],
+        out: &mut [[f32; ROWS]; T],
+    ) {
+        unsafe {
+            let low = _mm256_set1_epi8(0x0F);
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [_mm256_setzero_ps(); T];
+            let blocks = inputs.first().map_or(0, |i| i.d.len());
+            for b in 0..blocks {
+                let p = group.as_ptr().add(b * 160);
+                // Rows 2i and 2i+1: their 16 bytes each, side by side, as weights 0..16 and 16..32.
+                // Unpacked once for all T inputs: with several inputs, that is what sharing saves.
+                let mut lo = [_mm256_setzero_si256(); ROWS / 2];
+                let mut hi = [_mm256_setzero_si256(); ROWS / 2];
+                for i in 0..ROWS / 2 {
+                    let v = _mm256_loadu_si256(p.add(32 + 32 * i) as *const __m256i);
+                    lo[i] = _mm256_and_si256(v, low);
+                    hi[i] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+                }
+                let (d, m) = (f16x8(p), f16x8(p.add(16)));
+                for (acc, input) in acc.iter_mut().zip(inputs) {
+                    let (y_lo, y_hi) = input_halves(input, b);
+                    let pair = |i: usize| {
+                        let p = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo[i], y_lo),
+                            _mm256_maddubs_epi16(hi[i], y_hi),
+                        );
+                        _mm256_madd_epi16(p, ones)
+                    };
+                    let sumi = reduce_pairs(pair(0), pair(1), pair(2), pair(3));
+                    let t = _mm256_mul_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d),
+                        _mm256_set1_ps(input.d[b]),
+                    );
+                    let t = _mm256_add_ps(t, _mm256_mul_ps(m, _mm256_set1_ps(input.s[b])));
+                    *acc = _mm256_add_ps(*acc, t);
+                }
+            }
+            for (o, acc) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+            }
+        }
+    }
+
+    /// # Safety
+    /// Every input has the same number of blocks, and `group` holds that many packed Q5_0 blocks.
+    pub(super) unsafe fn q5_0<const T: usize>(
+        group: &[u8],
+        inputs: [&QuantizedInput; T],
+        out: &mut [[f32; ROWS]; T],
+    ) {
         unsafe {
             let low = _mm256_set1_epi8(0x0F);
             let fifth = _mm256_set1_epi8(0x10);
             let ones = _mm256_set1_epi16(1);
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..input.d.len() {
+            let mut acc = [_mm256_setzero_ps(); T];
+            let blocks = inputs.first().map_or(0, |i| i.d.len());
+            for b in 0..blocks {
                 let p = group.as_ptr().add(b * 176);
-                let (y_lo, y_hi) = input_halves(input, b);
                 let bits = |at: usize| (p.add(at) as *const u32).read_unaligned();
-                // The weights as unsigned 0..32; Σ (q − 16)·y = Σ q·y − 16·Σ y.
-                let pair = |r: usize| {
-                    let v = _mm256_loadu_si256(p.add(48 + 16 * r) as *const __m256i);
-                    let lo_bits = bytes_from_bits(bits(16 + 4 * r));
-                    let hi_bits = bytes_from_bits(bits(20 + 4 * r));
-                    let lo = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_and_si256(lo_bits, fifth));
-                    let hi = _mm256_or_si256(
+                // The weights as unsigned 0..32, unpacked once for all T inputs; Σ (q − 16)·y =
+                // Σ q·y − 16·Σ y.
+                let mut lo = [_mm256_setzero_si256(); ROWS / 2];
+                let mut hi = [_mm256_setzero_si256(); ROWS / 2];
+                for i in 0..ROWS / 2 {
+                    let v = _mm256_loadu_si256(p.add(48 + 32 * i) as *const __m256i);
+                    let lo_bits = bytes_from_bits(bits(16 + 8 * i));
+                    let hi_bits = bytes_from_bits(bits(20 + 8 * i));
+                    lo[i] = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_and_si256(lo_bits, fifth));
+                    hi[i] = _mm256_or_si256(
                         _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
                         _mm256_and_si256(hi_bits, fifth),
                     );
-                    let p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, y_lo), _mm256_maddubs_epi16(hi, y_hi));
-                    _mm256_madd_epi16(p, ones)
-                };
-                let sumu = reduce_pairs(pair(0), pair(2), pair(4), pair(6));
-                let sumi = _mm256_sub_epi32(sumu, _mm256_set1_epi32(16 * input.sum[b]));
-                let t = _mm256_mul_ps(
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), f16x8(p)),
-                    _mm256_set1_ps(input.d[b]),
-                );
-                acc = _mm256_add_ps(acc, t);
+                }
+                let d = f16x8(p);
+                for (acc, input) in acc.iter_mut().zip(inputs) {
+                    let (y_lo, y_hi) = input_halves(input, b);
+                    let pair = |i: usize| {
+                        let p = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo[i], y_lo),
+                            _mm256_maddubs_epi16(hi[i], y_hi),
+                        );
+                        _mm256_madd_epi16(p, ones)
+                    };
+                    let sumu = reduce_pairs(pair(0), pair(1), pair(2), pair(3));
+                    let sumi = _mm256_sub_epi32(sumu, _mm256_set1_epi32(16 * input.sum[b]));
+                    let t = _mm256_mul_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d),
+                        _mm256_set1_ps(input.d[b]),
+                    );
+                    *acc = _mm256_add_ps(*acc, t);
+                }
             }
-            _mm256_storeu_ps(out.as_mut_ptr(), acc);
+            for (o, acc) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+            }
         }
     }
 
     /// # Safety
-    /// `group` holds `input.d.len()` packed Q8_0 blocks.
-    pub(super) unsafe fn q8_0(group: &[u8], input: &QuantizedInput, out: &mut [f32; ROWS]) {
+    /// Every input has the same number of blocks, and `group` holds that many packed Q8_0 blocks.
+    pub(super) unsafe fn q8_0<const T: usize>(
+        group: &[u8],
+        inputs: [&QuantizedInput; T],
+        out: &mut [[f32; ROWS]; T],
+    ) {
         unsafe {
             let ones = _mm256_set1_epi16(1);
-            let mut acc = _mm256_setzero_ps();
-            for b in 0..input.d.len() {
+            let mut acc = [_mm256_setzero_ps(); T];
+            let blocks = inputs.first().map_or(0, |i| i.d.len());
+            for b in 0..blocks {
                 let p = group.as_ptr().add(b * 272);
-                let y = _mm256_loadu_si256(input.qs.as_ptr().add(b * QK) as *const __m256i);
-                let row = |r: usize| {
-                    let x = _mm256_loadu_si256(p.add(16 + 32 * r) as *const __m256i);
-                    // |x|·(y with x's sign): maddubs takes one unsigned operand.
-                    let p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
-                    _mm256_madd_epi16(p, ones)
-                };
-                // [r0 r0 r1 r1 | r0 r0 r1 r1] → [r0 r1 r2 r3 | r0 r1 r2 r3] (low and high halves).
-                let a = _mm256_hadd_epi32(
-                    _mm256_hadd_epi32(row(0), row(1)),
-                    _mm256_hadd_epi32(row(2), row(3)),
-                );
-                let c = _mm256_hadd_epi32(
-                    _mm256_hadd_epi32(row(4), row(5)),
-                    _mm256_hadd_epi32(row(6), row(7)),
-                );
-                let sumi = _mm256_add_epi32(
-                    _mm256_permute2x128_si256(a, c, 0x20),
-                    _mm256_permute2x128_si256(a, c, 0x31),
-                );
-                let t = _mm256_mul_ps(
-                    _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), f16x8(p)),
-                    _mm256_set1_ps(input.d[b]),
-                );
-                acc = _mm256_add_ps(acc, t);
+                let d = f16x8(p);
+                // Eight rows of 32 signed weights do not fit the registers next to the work of
+                // several inputs, so each input reloads them (from L1).
+                for (acc, input) in acc.iter_mut().zip(inputs) {
+                    let y = _mm256_loadu_si256(input.qs.as_ptr().add(b * QK) as *const __m256i);
+                    let row = |r: usize| {
+                        let x = _mm256_loadu_si256(p.add(16 + 32 * r) as *const __m256i);
+                        // |x|·(y with x's sign): maddubs takes one unsigned operand.
+                        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(y, x));
+                        _mm256_madd_epi16(p, ones)
+                    };
+                    // [r0 r0 r1 r1 | r0 r0 r1 r1] → [r0 r1 r2 r3 | r0 r1 r2 r3] (low and high halves).
+                    let a = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(row(0), row(1)),
+                        _mm256_hadd_epi32(row(2), row(3)),
+                    );
+                    let c = _mm256_hadd_epi32(
+                        _mm256_hadd_epi32(row(4), row(5)),
+                        _mm256_hadd_epi32(row(6), row(7)),
+                    );
+                    let sumi = _mm256_add_epi32(
+                        _mm256_permute2x128_si256(a, c, 0x20),
+                        _mm256_permute2x128_si256(a, c, 0x31),
+                    );
+                    let t = _mm256_mul_ps(
+                        _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d),
+                        _mm256_set1_ps(input.d[b]),
+                    );
+                    *acc = _mm256_add_ps(*acc, t);
+                }
             }
-            _mm256_storeu_ps(out.as_mut_ptr(), acc);
+            for (o, acc) in out.iter_mut().zip(acc) {
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+            }
         }
     }
 }
@@ -824,7 +971,53 @@ mod tests {
         let mut batch = vec![0f32; 4 * rows];
         matmul(&helpers, &x, &mut [(&m, &mut batch)])?;
         assert_eq!(batch, singles, "{dtype:?}: four inputs at once");
+        // Batches of any size (whole tiles of inputs and a rest) against candle's product of the
+        // whole batch, and each input against the same input alone: a token's results do not depend
+        // on the pass it is in. Two helpers, so that groups run on several threads.
+        let helpers = Helpers::with_threads(2)?;
+        for n in [2, 3, 5, 8, 11] {
+            let x = values(n * cols, 200 + n as u32);
+            let mut batch = vec![0f32; n * rows];
+            matmul(&helpers, &x, &mut [(&m, &mut batch)])?;
+            let candle: Vec<f32> = qmm
+                .forward(&Tensor::from_slice(&x, (n, cols), &Device::Cpu)?)?
+                .flatten_all()?
+                .to_vec1()?;
+            for (t, (x, ours)) in x.chunks_exact(cols).zip(batch.chunks_exact(rows)).enumerate() {
+                let mut alone = vec![0f32; rows];
+                matmul(&helpers, x, &mut [(&m, &mut alone)])?;
+                assert_eq!(ours, alone, "{dtype:?}: input {t} of {n} vs alone");
+                for (r, (a, b)) in ours.iter().zip(&candle[t * rows..(t + 1) * rows]).enumerate() {
+                    if exact {
+                        assert_eq!(a.to_bits(), b.to_bits(), "{dtype:?}: input {t} of {n}, row {r}");
+                    } else {
+                        assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{dtype:?}: {a} vs {b}");
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    #[test]
+    fn inputs_round_like_candle() {
+        // With 127 in the block the scale is 1, and the halves are ties (away from zero).
+        let mut ties = [0f32; QK];
+        for (i, x) in ties.iter_mut().enumerate() {
+            *x = if i == 0 { 127.0 } else { i as f32 - 16.5 };
+        }
+        let mut blocks = vec![ties, [0.0; QK]];
+        blocks.extend(values(8 * QK, 9).as_chunks::<QK>().0);
+        for xs in &blocks {
+            let mut qs = [0i8; QK];
+            let (d, sum) = quantize_block(xs, &mut qs);
+            let amax = xs.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let expected: Vec<i8> = xs.iter().map(|v| (v * id).round() as i8).collect();
+            assert_eq!(d, amax / 127.0);
+            assert_eq!(qs.to_vec(), expected, "{xs:?}");
+            assert_eq!(sum, expected.iter().map(|&q| q as i32).sum::<i32>());
+        }
     }
 
     #[test]
@@ -855,11 +1048,12 @@ mod tests {
                 _ => matches!(m.kind, Kind::KQuant { .. }),
             };
             assert!(expected_kind, "{dtype:?}");
-            let x = values(cols, 4);
-            let mut ours = vec![0f32; rows];
+            // Three inputs at once: the rows of a group are laid out per input.
+            let x = values(3 * cols, 4);
+            let mut ours = vec![0f32; 3 * rows];
             matmul(&helpers, &x, &mut [(&m, &mut ours)])?;
             let candle: Vec<f32> = qmm
-                .forward(&Tensor::from_slice(&x, (1, cols), &Device::Cpu)?)?
+                .forward(&Tensor::from_slice(&x, (3, cols), &Device::Cpu)?)?
                 .flatten_all()?
                 .to_vec1()?;
             for (a, b) in ours.iter().zip(&candle) {

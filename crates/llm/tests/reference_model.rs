@@ -85,6 +85,40 @@ fn compare(file: &str, fetch: &str) {
     );
     assert_eq!(cache.len(), tokens.len(), "the snapshot kept its length");
 
+    // Prompt passes on the quantized weights compute every token as a decode step does: any split of
+    // a prompt, down to one token per pass, and decoding it token by token give the same logits.
+    let long: Vec<u32> = (0..135u32).map(|i| 500 + i * 53).collect();
+    let passes = |model: &Transformer, bounds: &[usize]| {
+        let mut cache = model.new_cache();
+        let mut last = None;
+        for w in bounds.windows(2) {
+            last = Some(
+                model
+                    .forward(&long[w[0]..w[1]], &mut cache, Pass::Prompt)
+                    .expect("pass"),
+            );
+        }
+        last.expect("logits")
+    };
+    let quantized_whole = passes(&ours, &[0, 135]);
+    for bounds in [&[0, 7, 135][..], &[0, 1, 2, 50, 134, 135], &[0, 33, 70, 106, 135]] {
+        assert_eq!(
+            max_abs_diff(&passes(&ours, bounds), &quantized_whole),
+            0.0,
+            "{arch}: quantized prompt in passes {bounds:?} differs"
+        );
+    }
+    let mut cache = ours.new_cache();
+    let mut stepped = None;
+    for &t in &long {
+        stepped = Some(ours.forward(&[t], &mut cache, Pass::Decode).expect("step"));
+    }
+    assert_eq!(
+        max_abs_diff(&stepped.expect("logits"), &quantized_whole),
+        0.0,
+        "{arch}: prompt pass vs decode steps"
+    );
+
     // Decode steps run their own kernels on plain slices; the same one-token steps through candle's
     // tensor operations (`forward_all` always takes that path) agree up to summation order (which the
     // 8-bit quantization of activations can amplify, as between the chunkings above). Both continue
@@ -129,20 +163,7 @@ fn compare(file: &str, fetch: &str) {
     assert!(diff < 1.0, "{arch}: dense logits differ from candle's by {diff}");
     assert_eq!(argmax(&dense_whole), argmax(&reference));
     // Splits into several passes of different lengths, as the prompt cache produces them.
-    let long: Vec<u32> = (0..135u32).map(|i| 500 + i * 53).collect();
-    let passes = |bounds: &[usize]| {
-        let mut cache = dense.new_cache();
-        let mut last = None;
-        for w in bounds.windows(2) {
-            last = Some(
-                dense
-                    .forward(&long[w[0]..w[1]], &mut cache, Pass::Prompt)
-                    .expect("pass"),
-            );
-        }
-        last.expect("logits")
-    };
-    let reference_passes = passes(&[0, 32, 64, 96, 128, 135]);
+    let reference_passes = passes(&dense, &[0, 32, 64, 96, 128, 135]);
     for bounds in [
         &[0, 32, 64, 96, 106, 135][..],
         &[0, 135],
@@ -151,7 +172,7 @@ fn compare(file: &str, fetch: &str) {
         &[0, 33, 70, 135],
     ] {
         assert_eq!(
-            max_abs_diff(&passes(bounds), &reference_passes),
+            max_abs_diff(&passes(&dense, bounds), &reference_passes),
             0.0,
             "{arch}: dense prompt in passes {bounds:?} differs"
         );
