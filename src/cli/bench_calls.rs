@@ -46,12 +46,22 @@ const QUESTIONS: [&str; 4] = [
 ];
 
 /// What callers ask that only the language model can sort out (checked with `switchboard flows
-/// test`: none of them matches a keyword of the inbound flow's menu or FAQ).
-const MODEL_QUESTIONS: [&str; 4] = [
+/// test`: none of them matches a keyword of the inbound flow's menu or FAQ). Twelve, so that the
+/// report's 12 calls never repeat one: the engine remembers recent label scorings, and a repeated
+/// question would measure that memory instead of the model.
+const MODEL_QUESTIONS: [&str; 12] = [
     "Can I bring my dog inside?",
     "Do you sell coffee too?",
     "Are your pastries made fresh every morning?",
     "Is the bakery a good place for a kid's party?",
+    "Do you have vegan cookies?",
+    "Is there a restroom I can use?",
+    "What kind of bread do you bake?",
+    "Can I bring my own container?",
+    "Are you hiring right now?",
+    "Do you sell gift certificates?",
+    "Is your chocolate cake very sweet?",
+    "Do you use nuts in your muffins?",
 ];
 
 pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {

@@ -242,9 +242,10 @@ not on these turns' path. {} answered turns, {} failed calls.\n",
         let _ = writeln!(
             md,
             "### With the language model on the path\n\nThe same, {} calls, but each caller asks something no \
-keyword of the flow catches (bringing a dog, coffee, fresh pastries, a kid's party), so the language model \
-scores the menu's labels (with a calibration prior it remembers between calls) and, when it picks `other`, \
-streams a free answer from the facts; \"flow + speech synthesis\" holds that model time. {} answered \
+keyword of the flow catches (a dog, coffee, vegan cookies, …; up to 12 different questions, so that \
+12 calls repeat none), so the language model scores the menu's labels (with a calibration prior it \
+remembers between calls) and, when it picks `other`, streams a free answer from the facts; \"flow + speech \
+synthesis\" holds that model time. {} answered \
 turns, {} failed calls.\n",
             c.calls,
             c.stages.voice_to_voice.len(),
