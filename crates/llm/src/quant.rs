@@ -692,6 +692,29 @@ mod avx2 {
         }
     }
 
+    /// The integer dot products of eight rows' unpacked 4-bit (or 5-bit) weights of block `b` with
+    /// one input: `lo`/`hi` hold rows (2i, 2i+1)'s low and high sixteen weights side by side.
+    #[inline(always)]
+    unsafe fn unpacked_dot(
+        lo: &[__m256i; ROWS / 2],
+        hi: &[__m256i; ROWS / 2],
+        input: &QuantizedInput,
+        b: usize,
+    ) -> __m256i {
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let (y_lo, y_hi) = input_halves(input, b);
+            let pair = |i: usize| {
+                let p = _mm256_add_epi16(
+                    _mm256_maddubs_epi16(lo[i], y_lo),
+                    _mm256_maddubs_epi16(hi[i], y_hi),
+                );
+                _mm256_madd_epi16(p, ones)
+            };
+            reduce_pairs(pair(0), pair(1), pair(2), pair(3))
+        }
+    }
+
     /// Byte i is 0xFF where bit i of `x` is set.
     #[inline(always)]
     unsafe fn bytes_from_bits(x: u32) -> __m256i {
@@ -752,7 +775,6 @@ mod avx2 {
     ) {
         unsafe {
             let low = _mm256_set1_epi8(0x0F);
-            let ones = _mm256_set1_epi16(1);
             let mut acc = [_mm256_setzero_ps(); T];
             let blocks = inputs.first().map_or(0, |i| i.d.len());
             for b in 0..blocks {
@@ -768,15 +790,7 @@ mod avx2 {
                 }
                 let (d, m) = (f16x8(p), f16x8(p.add(16)));
                 for (acc, input) in acc.iter_mut().zip(inputs) {
-                    let (y_lo, y_hi) = input_halves(input, b);
-                    let pair = |i: usize| {
-                        let p = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo[i], y_lo),
-                            _mm256_maddubs_epi16(hi[i], y_hi),
-                        );
-                        _mm256_madd_epi16(p, ones)
-                    };
-                    let sumi = reduce_pairs(pair(0), pair(1), pair(2), pair(3));
+                    let sumi = unpacked_dot(&lo, &hi, input, b);
                     let t = _mm256_mul_ps(
                         _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d),
                         _mm256_set1_ps(input.d[b]),
@@ -801,7 +815,6 @@ mod avx2 {
         unsafe {
             let low = _mm256_set1_epi8(0x0F);
             let fifth = _mm256_set1_epi8(0x10);
-            let ones = _mm256_set1_epi16(1);
             let mut acc = [_mm256_setzero_ps(); T];
             let blocks = inputs.first().map_or(0, |i| i.d.len());
             for b in 0..blocks {
@@ -823,15 +836,7 @@ mod avx2 {
                 }
                 let d = f16x8(p);
                 for (acc, input) in acc.iter_mut().zip(inputs) {
-                    let (y_lo, y_hi) = input_halves(input, b);
-                    let pair = |i: usize| {
-                        let p = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo[i], y_lo),
-                            _mm256_maddubs_epi16(hi[i], y_hi),
-                        );
-                        _mm256_madd_epi16(p, ones)
-                    };
-                    let sumu = reduce_pairs(pair(0), pair(1), pair(2), pair(3));
+                    let sumu = unpacked_dot(&lo, &hi, input, b);
                     let sumi = _mm256_sub_epi32(sumu, _mm256_set1_epi32(16 * input.sum[b]));
                     let t = _mm256_mul_ps(
                         _mm256_mul_ps(_mm256_cvtepi32_ps(sumi), d),
