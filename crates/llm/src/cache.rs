@@ -38,19 +38,14 @@ impl PromptCache {
     }
 
     /// The state for the longest cached prefix of `tokens`, at most `tokens.len() - 1` long so the caller
-    /// always computes at least the last token (it needs that token's logits), and rounded down to a
-    /// multiple of `align` (see [`crate::EngineConfig::prefill_chunk`]). `None` on a miss.
-    pub fn lookup(&mut self, tokens: &[u32], align: usize) -> candle_core::Result<Option<(KvCache, usize)>> {
+    /// always computes at least the last token (it needs that token's logits). `None` on a miss.
+    pub fn lookup(&mut self, tokens: &[u32]) -> candle_core::Result<Option<(KvCache, usize)>> {
         self.clock += 1;
-        let align = align.max(1);
         let limit = tokens.len().saturating_sub(1);
         let best = self
             .entries
             .iter_mut()
-            .map(|e| {
-                let n = common_prefix(&e.tokens, tokens).min(limit);
-                (n - n % align, e)
-            })
+            .map(|e| (common_prefix(&e.tokens, tokens).min(limit), e))
             .filter(|(n, _)| *n > 0)
             .max_by_key(|(n, _)| *n);
         let Some((n, entry)) = best else {
@@ -129,13 +124,12 @@ mod tests {
         let mut c = PromptCache::new(100);
         c.insert(vec![1, 2, 3], kv(3));
         c.insert(vec![7, 8, 9, 10], kv(4));
-        let (k, n) = c.lookup(&[7, 8, 9, 11, 12], 1)?.expect("hit");
+        let (k, n) = c.lookup(&[7, 8, 9, 11, 12])?.expect("hit");
         assert_eq!((n, k.len()), (3, 3));
-        let (_, n) = c.lookup(&[1, 2, 3], 1)?.expect("hit");
+        let (_, n) = c.lookup(&[1, 2, 3])?.expect("hit");
         assert_eq!(n, 2, "the last token is always recomputed");
-        assert!(c.lookup(&[5, 6], 1)?.is_none());
-        assert!(c.lookup(&[7, 8, 9, 11, 12], 4)?.is_none(), "3 rounds down to 0");
-        let (_, n) = c.lookup(&[7, 8, 9, 10, 11], 2)?.expect("hit");
+        assert!(c.lookup(&[5, 6])?.is_none());
+        let (_, n) = c.lookup(&[7, 8, 9, 10, 11])?.expect("hit");
         assert_eq!(n, 4);
         Ok(())
     }

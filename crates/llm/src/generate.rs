@@ -413,7 +413,7 @@ impl Generator {
         let dense = self.model.dense_prefill();
         // Prompt passes give the same result however the prompt is split (see `prefill_chunk`), so
         // a cached prefix is reused to the token.
-        let (mut kv, cached) = match self.cache.lookup(tokens, 1).map_err(failed)? {
+        let (mut kv, cached) = match self.cache.lookup(tokens).map_err(failed)? {
             Some(hit) => hit,
             None => (self.model.new_cache(), 0),
         };
