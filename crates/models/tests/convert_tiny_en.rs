@@ -33,25 +33,31 @@ impl Downloader for FromRepoCache {
     }
 }
 
-#[test]
-fn converts_tiny_en_to_the_official_layout() {
+/// Fetches and converts the manifest's `name` into a fresh store; returns the file (kept alive by the
+/// returned directory) after checking that the store calls it verified.
+fn convert(name: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let manifest = Manifest::bundled().expect("bundled manifest");
-    let entry = manifest.entry("whisper-tiny.en").expect("tiny.en in manifest");
+    let entry = manifest.entry(name).expect("model in manifest");
     let repo = ModelStore::discover().expect("repository models directory");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = ModelStore::new(dir.path());
-
     let opts = FetchOptions {
         force: false,
         quiet: true,
     };
     let path = store
         .fetch_with(entry, &opts, &FromRepoCache { repo })
-        .expect("fetch and convert tiny.en");
+        .unwrap_or_else(|e| panic!("fetch and convert {name}: {e}"));
+    assert_eq!(store.status(entry), Status::Verified);
+    (dir, path)
+}
+
+#[test]
+fn converts_tiny_en_to_the_official_layout() {
+    let (_dir, path) = convert("whisper-tiny.en-f16");
 
     // Exact size of the official ggml-tiny.en.bin, and the manifest's sha256 (checked inside fetch).
     assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 77_704_715);
-    assert_eq!(store.status(entry), Status::Verified);
 
     let info = read_ggml_info(&path).expect("a readable ggml file");
     let hp = info.hparams;
@@ -111,4 +117,33 @@ fn converts_tiny_en_to_the_official_layout() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), 167, "tensor names are unique");
+}
+
+/// The default tiny.en: the same tensors with every weight matrix in q8_0, laid out as whisper.cpp's
+/// `quantize` writes them (whisper.cpp refuses a file whose matrices are not all of the header's type).
+#[test]
+fn converts_tiny_en_to_q8_0_as_whisper_quantize_does() {
+    let (_dir, path) = convert("whisper-tiny.en");
+    // The manifest's sha256 was checked inside fetch; the size is the official q8_0 file's.
+    assert_eq!(std::fs::metadata(&path).expect("metadata").len(), 43_550_795);
+    let info = read_ggml_info(&path).expect("a readable ggml file");
+    // GGML_FTYPE_MOSTLY_Q8_0 with quantization version 2.
+    assert_eq!(info.hparams.ftype, 2007);
+    assert_eq!(info.tensors.len(), 167);
+    let ty = |name: &str| {
+        info.tensor(name)
+            .unwrap_or_else(|| panic!("tensor {name} missing"))
+            .ty
+    };
+    assert_eq!(ty("encoder.conv1.weight"), GgmlType::F16);
+    assert_eq!(ty("encoder.conv2.weight"), GgmlType::F16);
+    assert_eq!(ty("encoder.conv1.bias"), GgmlType::F32);
+    assert_eq!(ty("encoder.positional_embedding"), GgmlType::F32);
+    assert_eq!(ty("decoder.positional_embedding"), GgmlType::F32);
+    assert_eq!(ty("encoder.blocks.0.attn.query.bias"), GgmlType::F32);
+    for t in &info.tensors {
+        if t.dims.len() == 2 && !t.name.contains("conv") && !t.name.ends_with("positional_embedding") {
+            assert_eq!(t.ty, GgmlType::Q8_0, "{}", t.name);
+        }
+    }
 }

@@ -55,18 +55,27 @@ pub struct ConvertSummary {
     pub n_tensors: usize,
 }
 
-/// Converts to ggml f16, writing to `out`. `progress` gets its length set to the number of tensors and
-/// advances per tensor (pass `ProgressBar::hidden()` for none).
+/// Converts to ggml with the weight matrices in `matrices` (f16, or q8_0 as whisper.cpp's `quantize`
+/// writes it), writing to `out`. `progress` gets its length set to the number of tensors and advances
+/// per tensor (pass `ProgressBar::hidden()` for none).
 pub fn ct2_whisper_to_ggml(
     inputs: &Ct2WhisperInputs,
+    matrices: GgmlType,
     out: &mut dyn Write,
     progress: &ProgressBar,
 ) -> Result<ConvertSummary, ModelError> {
     let mut model = Ct2Model::open(&inputs.model_bin)?;
-    let hp = read_hparams(&mut model)?;
+    let mut hp = read_hparams(&mut model)?;
+    hp.ftype = match matrices {
+        GgmlType::F16 => 1,
+        // ggml's GGML_FTYPE_MOSTLY_Q8_0 (7) plus its quantization format version (2) × 1000, which
+        // whisper.cpp splits off again when it loads the file.
+        GgmlType::Q8_0 => 2007,
+        GgmlType::F32 => return Err(model.bad("f32 output is not supported".into())),
+    };
     let vocab = load_vocab(&inputs.tokenizer_json, &hp)?;
     check_config(&inputs.config_json, &hp)?;
-    let plan = plan_tensors(&model, &hp)?;
+    let plan = plan_tensors(&model, &hp, matrices)?;
 
     let write_err = ModelError::io("write", "the ggml output");
     ggml::write_header(out, &hp).map_err(write_err)?;
@@ -246,19 +255,33 @@ struct TensorJob {
 }
 
 impl TensorJob {
-    fn new(name: String, source: String, rows: Option<Range<usize>>, shape: Vec<usize>) -> TensorJob {
+    fn new(
+        name: String,
+        source: String,
+        rows: Option<Range<usize>>,
+        shape: Vec<usize>,
+        matrices: GgmlType,
+    ) -> TensorJob {
         // whisper.cpp's converter keeps these f32: everything 1-D, the conv biases (2-D only because of
         // the [d, 1] reshape) and the positional embeddings, which are added, not multiplied.
         let keep_f32 = shape.len() < 2
             || name.ends_with("conv1.bias")
             || name.ends_with("conv2.bias")
             || name.ends_with("positional_embedding");
+        let ty = if keep_f32 {
+            GgmlType::F32
+        } else if shape.len() == 2 {
+            matrices
+        } else {
+            // The 3-D convolution kernels: whisper.cpp expects them f16 in every model type.
+            GgmlType::F16
+        };
         TensorJob {
             name,
             source,
             rows,
             shape,
-            ty: if keep_f32 { GgmlType::F32 } else { GgmlType::F16 },
+            ty,
         }
     }
 
@@ -309,15 +332,39 @@ fn convert_values(data: &[u8], from: ct2::DType, to: GgmlType) -> Option<Vec<u8>
     match to {
         GgmlType::F32 => Some(as_f32.flat_map(f32::to_le_bytes).collect()),
         GgmlType::F16 => Some(as_f32.flat_map(|v| f16::from_f32(v).to_le_bytes()).collect()),
-        GgmlType::Q8_0 => None,
+        GgmlType::Q8_0 => Some(quantize_q8_0(&as_f32.collect::<Vec<f32>>())),
     }
+}
+
+/// Values per q8_0 block.
+const QK8_0: usize = 32;
+
+/// ggml's reference q8_0 quantization (`quantize_row_q8_0_ref`), to the bit: per block of 32 values an
+/// f16 scale `d = max|x| / 127` and the 32 values as `round(x / d)` in i8. Rows are a whole number of
+/// blocks (checked when the tensors are planned).
+fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(values.len() / QK8_0 * (2 + QK8_0));
+    for block in values.chunks(QK8_0) {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+        out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+        // `as i8` saturates; `round` rounds halves away from zero like C's roundf.
+        out.extend(block.iter().map(|v| (v * id).round() as i8 as u8));
+    }
+    out
 }
 
 /// The tensor list in PyTorch state-dict order (the order of whisper.cpp's converter), with the shape
 /// of each fused source checked before anything is sliced.
-fn plan_tensors(model: &Ct2Model, hp: &WhisperHparams) -> Result<Vec<TensorJob>, ModelError> {
+fn plan_tensors(
+    model: &Ct2Model,
+    hp: &WhisperHparams,
+    matrices: GgmlType,
+) -> Result<Vec<TensorJob>, ModelError> {
     let mut plan = Planner {
         model,
+        matrices,
         jobs: Vec::new(),
     };
     let da = hp.n_audio_state as usize;
@@ -357,19 +404,35 @@ fn plan_tensors(model: &Ct2Model, hp: &WhisperHparams) -> Result<Vec<TensorJob>,
         plan.mlp(&g, &c)?;
     }
     plan.layer_norm("decoder.ln", "decoder/layer_norm")?;
+    if let Some(job) = plan
+        .jobs
+        .iter()
+        .find(|j| j.ty == GgmlType::Q8_0 && j.shape.last().is_some_and(|n| n % QK8_0 != 0))
+    {
+        return Err(model.bad(format!(
+            "{}: rows of {:?} are not a whole number of q8_0 blocks",
+            job.name, job.shape
+        )));
+    }
     Ok(plan.jobs)
 }
 
 struct Planner<'a> {
     model: &'a Ct2Model,
+    matrices: GgmlType,
     jobs: Vec<TensorJob>,
 }
 
 impl Planner<'_> {
     fn whole(&mut self, name: &str, source: &str) -> Result<(), ModelError> {
         let shape = self.model.var(source)?.dims.clone();
-        self.jobs
-            .push(TensorJob::new(name.into(), source.into(), None, shape));
+        self.jobs.push(TensorJob::new(
+            name.into(),
+            source.into(),
+            None,
+            shape,
+            self.matrices,
+        ));
         Ok(())
     }
 
@@ -380,8 +443,13 @@ impl Planner<'_> {
                 "{source} has {elements} values, expected shape {shape:?}"
             )));
         }
-        self.jobs
-            .push(TensorJob::new(name.into(), source.into(), None, shape));
+        self.jobs.push(TensorJob::new(
+            name.into(),
+            source.into(),
+            None,
+            shape,
+            self.matrices,
+        ));
         Ok(())
     }
 
@@ -407,6 +475,7 @@ impl Planner<'_> {
             source.into(),
             Some(part * d..(part + 1) * d),
             shape,
+            self.matrices,
         ));
         Ok(())
     }
@@ -461,5 +530,38 @@ impl Planner<'_> {
         self.linear(&format!("{g}.mlp.0"), &format!("{c}/ffn/linear_0"))?;
         self.linear(&format!("{g}.mlp.2"), &format!("{c}/ffn/linear_1"))?;
         self.layer_norm(&format!("{g}.mlp_ln"), &format!("{c}/ffn/layer_norm"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dequantize(block: &[u8]) -> Vec<f32> {
+        let d = f16::from_le_bytes([block[0], block[1]]).to_f32();
+        block[2..].iter().map(|&q| f32::from(q as i8) * d).collect()
+    }
+
+    #[test]
+    fn q8_0_blocks_hold_an_f16_scale_and_32_rounded_values() {
+        let values: Vec<f32> = (0..64).map(|i| (i as f32 - 20.0) * 0.037).collect();
+        let q = quantize_q8_0(&values);
+        assert_eq!(q.len(), 2 * 34);
+        for (block, original) in q.chunks(34).zip(values.chunks(32)) {
+            let amax = original.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            // The largest value maps to ±127 exactly.
+            assert!(block[2..].iter().any(|&b| (b as i8).unsigned_abs() == 127));
+            // Half a step from rounding, plus up to 127 × the f16 rounding of the scale (2^-11 relative).
+            let step = amax / 127.0;
+            for (back, v) in dequantize(block).iter().zip(original) {
+                assert!((back - v).abs() <= step * (0.5 + 127.0 / 2048.0), "{back} vs {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_all_zero_block_has_a_zero_scale() {
+        let q = quantize_q8_0(&[0.0; 32]);
+        assert!(q.iter().all(|&b| b == 0));
     }
 }
