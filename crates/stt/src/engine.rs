@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use whisper_rs::{FullParams, SamplingStrategy, WhisperContext, WhisperContextParameters, WhisperState};
 
 use crate::LoadError;
-use crate::window::{WindowPolicy, max_tokens_for};
+use crate::window::{FULL_AUDIO_CTX, WindowPolicy, looks_looped, max_tokens_for};
 
 /// How to run whisper.
 #[derive(Debug, Clone)]
@@ -282,6 +282,51 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
     fail::fail_point!("stt::transcribe");
     let started = Instant::now();
     let audio_ctx = config.window.audio_ctx(samples.len());
+    let (mut segments, mut looped) = decode(state, config, samples, audio_ctx)?;
+    let mut used_ctx = audio_ctx;
+    if looped && audio_ctx < FULL_AUDIO_CTX {
+        // A shortened window occasionally sends the decoder round a loop ("sounds good sounds good …"),
+        // mostly on very short clips, and the temperature fallback only sometimes gets it out. Whisper
+        // was trained on the full 30 s window, which does not loop on those clips: pay for it only then.
+        tracing::debug!(
+            audio_ctx,
+            "whisper decode looped: decoding again with the full window"
+        );
+        (segments, looped) = decode(state, config, samples, FULL_AUDIO_CTX)?;
+        used_ctx = FULL_AUDIO_CTX;
+    }
+    if looped {
+        tracing::debug!("whisper decode looped with the full window too");
+    }
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Transcript {
+        text,
+        segments,
+        audio: audio_duration(samples),
+        timings: SttTimings {
+            queued: Duration::ZERO,
+            inference: started.elapsed(),
+            audio_ctx: used_ctx,
+        },
+    })
+}
+
+fn audio_duration(samples: &[f32]) -> Duration {
+    Duration::from_secs_f64(samples.len() as f64 / f64::from(STT_SAMPLE_RATE))
+}
+
+/// One whisper pass with encoder window `audio_ctx`: the segments, and whether the decoder looped.
+fn decode(
+    state: &mut WhisperState,
+    config: &WhisperConfig,
+    samples: &[f32],
+    audio_ctx: u32,
+) -> Result<(Vec<Segment>, bool), SttError> {
+    let max_tokens = max_tokens_for(samples.len());
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(i32::try_from(config.threads.max(1)).unwrap_or(1));
     params.set_language(Some(&config.language));
@@ -295,7 +340,7 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
         params.set_temperature_inc(0.0);
     }
     params.set_audio_ctx(i32::try_from(audio_ctx).unwrap_or(0));
-    params.set_max_tokens(i32::try_from(max_tokens_for(samples.len())).unwrap_or(0));
+    params.set_max_tokens(i32::try_from(max_tokens).unwrap_or(0));
     params.set_print_special(false);
     params.set_print_progress(false);
     params.set_print_realtime(false);
@@ -305,9 +350,11 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
         .full(params, samples)
         .map_err(|e| SttError::Failed(e.to_string()))?;
 
-    let audio = Duration::from_secs_f64(samples.len() as f64 / f64::from(STT_SAMPLE_RATE));
+    let audio = audio_duration(samples);
     let mut segments = Vec::new();
+    let mut tokens = 0usize;
     for seg in state.as_iter() {
+        tokens += usize::try_from(seg.n_tokens()).unwrap_or(0);
         let text = seg.to_str_lossy().map_err(|e| SttError::Failed(e.to_string()))?;
         let text = text.trim();
         if text.is_empty() {
@@ -322,19 +369,7 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
             text: text.to_owned(),
         });
     }
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    Ok(Transcript {
-        text,
-        segments,
-        audio,
-        timings: SttTimings {
-            queued: Duration::ZERO,
-            inference: started.elapsed(),
-            audio_ctx,
-        },
-    })
+    let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
+    let looped = looks_looped(&text.join(" "), tokens, max_tokens);
+    Ok((segments, looped))
 }

@@ -58,6 +58,31 @@ pub fn max_tokens_for(samples: usize) -> u32 {
     u32::try_from(16 + 8 * seconds).unwrap_or(u32::MAX)
 }
 
+/// Whether a decode went round a loop: it ran into the token cap of [`max_tokens_for`], or its text
+/// repeats a phrase of two to eight words three times in a row, or one word five times ("no no no" is
+/// speech; "sounds good sounds good sounds good" is whisper stuck).
+pub fn looks_looped(text: &str, tokens: usize, max_tokens: u32) -> bool {
+    if u32::try_from(tokens).unwrap_or(u32::MAX) >= max_tokens {
+        return true;
+    }
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| {
+            w.chars()
+                .filter(|c| c.is_alphanumeric())
+                .flat_map(char::to_lowercase)
+                .collect::<String>()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    (1..=8).any(|n| {
+        let times = if n == 1 { 5 } else { 3 };
+        words.len() >= n * times
+            && (0..=words.len() - n * times)
+                .any(|i| (1..times).all(|k| words[i..i + n] == words[i + k * n..i + (k + 1) * n]))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +120,29 @@ mod tests {
         assert_eq!(audio_ctx_for(112_000), 512); // 350 + 64 = 414
         assert_eq!(audio_ctx_for(160_000), 768); // 500 + 64 = 564
         assert_eq!(audio_ctx_for(16_000 * 40), FULL_AUDIO_CTX);
+    }
+
+    #[test]
+    fn loops_are_told_from_speech() {
+        let cap = max_tokens_for(16_000);
+        assert!(looks_looped(
+            "sound good sound good Sound Good, sound good sound",
+            12,
+            cap
+        ));
+        assert!(looks_looped("no no no no no", 6, cap));
+        assert!(
+            looks_looped("anything at all", cap as usize, cap),
+            "ran into the cap"
+        );
+        for speech in [
+            "No, no, no, I said Friday.",
+            "Bye bye.",
+            "Thank you, thank you.",
+            "I would like to reschedule to Friday at 3 in the afternoon.",
+            "",
+        ] {
+            assert!(!looks_looped(speech, 14, cap), "{speech:?}");
+        }
     }
 }

@@ -166,3 +166,21 @@ fn a_corrupt_model_file_is_an_error_not_a_crash() {
     let err = WhisperStt::load(WhisperConfig::new(&path)).expect_err("garbage refused");
     assert!(err.to_string().contains("switchboard models fetch"), "{err}");
 }
+
+/// Without whisper's temperature fallback, tiny.en goes round a loop on this short clip with the
+/// shortened window ("sounds good sounds good …" up to the token cap); the engine must notice and
+/// decode again with the full window rather than hand the loop on as what the caller said.
+#[test]
+fn a_short_answer_never_comes_back_as_a_loop() {
+    let mut config = WhisperConfig::new(default_model());
+    config.temperature_fallback = false;
+    let stt = WhisperStt::load(config).expect("model loads");
+    for voice in CLEAR_VOICES {
+        let t = stt
+            .transcribe_blocking(phone_voice("Sounds good.", voice))
+            .expect("transcribes");
+        let (errors, _) = word_errors("Sounds good.", &t.text);
+        eprintln!("{voice}: {:?} (window {})", t.text, t.timings.audio_ctx);
+        assert!(errors <= 2, "{voice}: {:?}", t.text);
+    }
+}
