@@ -683,6 +683,11 @@ impl Flow {
                 return;
             }
         }
+        if !self.understand_with_model
+            && let Some(v) = question_catch_all(slot, &text)
+        {
+            return self.accept(st, ask, slot, v, out);
+        }
         if self.understand_with_model && slot.slot_type != SlotType::Text {
             let kind = self.understand_kind(slot);
             st.phase = Phase::Understanding {
@@ -797,9 +802,14 @@ impl Flow {
     }
 
     fn on_understood(&self, st: &mut CallState, u: Understanding, out: &mut Vec<Action>) {
-        let Phase::Understanding { confirming, .. } = st.phase else {
+        let Phase::Understanding {
+            confirming,
+            ref utterance,
+        } = st.phase
+        else {
             return;
         };
+        let utterance = utterance.clone();
         let Some((ask, slot)) = self.current_ask(st) else {
             return;
         };
@@ -822,7 +832,7 @@ impl Flow {
                 return self.on_global(st, GlobalIntent::OptOut, out);
             }
         }
-        match validate_understanding(slot, u) {
+        match validate_understanding(slot, u).or_else(|| question_catch_all(slot, &utterance)) {
             Some(v) => self.accept(st, ask, slot, v, out),
             None => self.no_match(st, ask, slot, out),
         }
@@ -958,6 +968,19 @@ fn match_value(slot: &Slot, text: &str, norm: &str) -> Match {
         },
         SlotType::OneOf => decided(understand::one_of(norm, &slot.options).map(SlotValue::Label)),
     }
+}
+
+/// A question that no synonym, FAQ entry or model answer placed goes to the slot's `$question` label (a
+/// free answer, say), rather than counting as a misunderstanding: the caller was clear, the menu just
+/// did not foresee it.
+fn question_catch_all(slot: &Slot, text: &str) -> Option<SlotValue> {
+    if slot.slot_type != SlotType::OneOf || !understand::is_question(text) {
+        return None;
+    }
+    slot.options
+        .iter()
+        .find(|(_, synonyms)| synonyms.iter().any(|s| s == understand::QUESTION_SYNONYM))
+        .map(|(label, _)| SlotValue::Label(label.clone()))
 }
 
 /// The model's answer, held to the same rules as the caller's words.

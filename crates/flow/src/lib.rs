@@ -60,6 +60,8 @@
 //!   new_time: { type: datetime }
 //!   ok: { type: yes_no }
 //!   topic: { type: one_of, options: { hours: [hours, open, close], other: [] } }   # [] = model only
+//!   # `$yes` / `$no` in a synonym list stand for the yes and no phrases; `$question` makes the label the
+//!   # catch-all for a question that no synonym, FAQ entry or model answer placed
 //! tables:
 //!   orders: { file: orders.csv }    # or rows: [{order_id: "1001", status: baked}]
 //! global:

@@ -306,6 +306,16 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
         if slot_type == SlotType::OneOf && s.options.is_empty() {
             c.at_key(&path, format!("one_of slot \"{name}\" has no options"));
         }
+        for (label, synonyms) in &s.options {
+            for syn in synonyms.iter().filter(|w| w.starts_with('$')) {
+                if !["$yes", "$no", crate::understand::QUESTION_SYNONYM].contains(&syn.as_str()) {
+                    c.at(
+                        &format!("{path}.options.{label}"),
+                        format!("unknown synonym {syn:?} (the special ones are $yes, $no and $question)"),
+                    );
+                }
+            }
+        }
         if slot_type != SlotType::OneOf && !s.options.is_empty() {
             c.at(
                 &format!("{path}.options"),

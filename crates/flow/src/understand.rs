@@ -449,9 +449,28 @@ pub fn phone(norm: &str) -> Option<String> {
     Some(if plus { format!("+{digits}") } else { digits })
 }
 
+/// The synonym that makes a label the catch-all for questions (see [`is_question`]): it never matches
+/// words; the engine picks such a label only when nothing else understood the question.
+pub const QUESTION_SYNONYM: &str = "$question";
+
+/// Words that open a question ("can I …", "do you …", "where …").
+const QUESTION_OPENERS: &[&str] = &[
+    "what", "what's", "whats", "where", "where's", "when", "why", "how", "how's", "who", "which", "can",
+    "could", "do", "does", "did", "is", "are", "will", "would", "should", "may", "have", "has",
+];
+
+/// Whether the caller asked a question: the text ends with a question mark (speech-to-text writes
+/// them), or it opens with a question word and says something after it ("how much is a cake", not a
+/// bare "what?", which asks for a repeat).
+pub fn is_question(text: &str) -> bool {
+    let ws: Vec<String> = normalize(text).split(' ').map(str::to_string).collect();
+    let substantive = ws.len() >= 3;
+    substantive && (text.trim_end().ends_with('?') || QUESTION_OPENERS.contains(&ws[0].as_str()))
+}
+
 /// The label whose synonyms occur in the utterance. When synonyms of two labels match, the one whose
 /// match contains the other's wins ("no show" over "no"); otherwise it is undecided.
-/// Synonyms `$yes` / `$no` stand for the built-in yes/no phrase lists.
+/// Synonyms `$yes` / `$no` stand for the built-in yes/no phrase lists; `$question` matches no words.
 pub fn one_of(norm: &str, options: &[(String, Vec<String>)]) -> Option<String> {
     let ws = words(norm);
     let mut hits: Vec<(usize, usize, usize)> = Vec::new(); // (label index, start, len)
@@ -467,6 +486,7 @@ pub fn one_of(norm: &str, options: &[(String, Vec<String>)]) -> Option<String> {
                         }
                     }
                 }
+                QUESTION_SYNONYM => {}
                 _ => hits.extend(
                     find_phrase(&ws, &normalize(syn))
                         .into_iter()
@@ -1088,5 +1108,37 @@ mod tests {
         assert_eq!(faq(&normalize("Do you deliver?"), &kws), Some(0));
         assert_eq!(faq(&normalize("anything gluten free"), &kws), Some(1));
         assert_eq!(faq(&normalize("hello"), &kws), None);
+    }
+
+    #[test]
+    fn questions_are_told_from_other_answers() {
+        for q in [
+            "Can I bring my dog inside?",
+            "do you have vegan cupcakes",
+            "How much is a birthday cake",
+            "And the cookies, are they fresh?",
+        ] {
+            assert!(is_question(q), "{q:?}");
+        }
+        for not in [
+            "what?",
+            "huh?",
+            "purple monkey dishwasher",
+            "blah blah",
+            "I want to leave a message",
+            "",
+        ] {
+            assert!(!is_question(not), "{not:?}");
+        }
+    }
+
+    #[test]
+    fn the_question_synonym_matches_no_words() {
+        let options = vec![
+            ("hours".to_string(), vec!["open".to_string()]),
+            ("other".to_string(), vec![QUESTION_SYNONYM.to_string()]),
+        ];
+        assert_eq!(one_of("question", &options), None);
+        assert_eq!(one_of("are you open", &options), Some("hours".to_string()));
     }
 }

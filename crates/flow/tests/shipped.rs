@@ -79,7 +79,7 @@ fn shipped_flows_load() {
 
 #[test]
 fn inbound_support_scenarios_pass_without_a_model() {
-    assert_eq!(run_all("inbound_support"), 1, "needs_model scenarios");
+    assert_eq!(run_all("inbound_support"), 0, "needs_model scenarios");
 }
 
 #[test]
@@ -95,13 +95,10 @@ fn outbound_survey_scenarios_pass_without_a_model() {
 /// The needs_model scenarios pass when a (fake) model gives the answer a real one should.
 #[test]
 fn needs_model_scenarios_pass_with_the_expected_model_answers() {
-    for (flow_name, answer) in [
-        ("inbound_support", Understanding::Label("other".to_string())),
-        (
-            "outbound_appointment",
-            Understanding::Label("reschedule".to_string()),
-        ),
-    ] {
+    for (flow_name, answer) in [(
+        "outbound_appointment",
+        Understanding::Label("reschedule".to_string()),
+    )] {
         let flow = load(flow_name);
         for s in scenarios(flow_name).iter().filter(|s| s.needs_model) {
             let mut asked = 0;

@@ -294,3 +294,18 @@ fn a_voicemail_renders_contact_fields_and_facts_and_may_not_use_slots() {
         ["bad.yaml:5:12: the voicemail is left before any slot is collected: it cannot use slot \"x\""]
     );
 }
+
+#[test]
+fn an_unknown_special_synonym_is_named() {
+    let src = format!(
+        "{HEAD}slots:\n  topic:\n    type: one_of\n    options:\n      hours: [open, $yes]\n      other: [$questions]\nstart: a\nsteps:\n  a:\n    ask: topic\n    prompt: Yes?\n    next: b\n    on_fail: b\n  b: {{ end: {{ outcome: resolved }} }}\n"
+    );
+    let errs = errors(&src);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("bad.yaml:")
+            && errs[0]
+                .contains("unknown synonym \"$questions\" (the special ones are $yes, $no and $question)"),
+        "{errs:?}"
+    );
+}
