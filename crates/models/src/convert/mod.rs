@@ -424,15 +424,14 @@ struct Planner<'a> {
 }
 
 impl Planner<'_> {
+    fn push(&mut self, name: &str, source: &str, rows: Option<Range<usize>>, shape: Vec<usize>) {
+        let job = TensorJob::new(name.into(), source.into(), rows, shape, self.matrices);
+        self.jobs.push(job);
+    }
+
     fn whole(&mut self, name: &str, source: &str) -> Result<(), ModelError> {
         let shape = self.model.var(source)?.dims.clone();
-        self.jobs.push(TensorJob::new(
-            name.into(),
-            source.into(),
-            None,
-            shape,
-            self.matrices,
-        ));
+        self.push(name, source, None, shape);
         Ok(())
     }
 
@@ -443,13 +442,7 @@ impl Planner<'_> {
                 "{source} has {elements} values, expected shape {shape:?}"
             )));
         }
-        self.jobs.push(TensorJob::new(
-            name.into(),
-            source.into(),
-            None,
-            shape,
-            self.matrices,
-        ));
+        self.push(name, source, None, shape);
         Ok(())
     }
 
@@ -470,13 +463,7 @@ impl Planner<'_> {
         }
         let mut shape = dims;
         shape[0] = d;
-        self.jobs.push(TensorJob::new(
-            name.into(),
-            source.into(),
-            Some(part * d..(part + 1) * d),
-            shape,
-            self.matrices,
-        ));
+        self.push(name, source, Some(part * d..(part + 1) * d), shape);
         Ok(())
     }
 
