@@ -282,7 +282,7 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
     fail::fail_point!("stt::transcribe");
     let started = Instant::now();
     let audio_ctx = config.window.audio_ctx(samples.len());
-    let (mut segments, mut looped) = decode(state, config, samples, audio_ctx)?;
+    let (mut segments, mut text, mut looped) = decode(state, config, samples, audio_ctx)?;
     let mut used_ctx = audio_ctx;
     if looped && audio_ctx < FULL_AUDIO_CTX {
         // A shortened window occasionally sends the decoder round a loop ("sounds good sounds good …"),
@@ -292,17 +292,12 @@ fn run(state: &mut WhisperState, config: &WhisperConfig, samples: &[f32]) -> Res
             audio_ctx,
             "whisper decode looped: decoding again with the full window"
         );
-        (segments, looped) = decode(state, config, samples, FULL_AUDIO_CTX)?;
+        (segments, text, looped) = decode(state, config, samples, FULL_AUDIO_CTX)?;
         used_ctx = FULL_AUDIO_CTX;
     }
     if looped {
         tracing::debug!("whisper decode looped with the full window too");
     }
-    let text = segments
-        .iter()
-        .map(|s| s.text.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
     Ok(Transcript {
         text,
         segments,
@@ -319,13 +314,14 @@ fn audio_duration(samples: &[f32]) -> Duration {
     Duration::from_secs_f64(samples.len() as f64 / f64::from(STT_SAMPLE_RATE))
 }
 
-/// One whisper pass with encoder window `audio_ctx`: the segments, and whether the decoder looped.
+/// One whisper pass with encoder window `audio_ctx`: the segments, their text joined, and whether the
+/// decoder looped.
 fn decode(
     state: &mut WhisperState,
     config: &WhisperConfig,
     samples: &[f32],
     audio_ctx: u32,
-) -> Result<(Vec<Segment>, bool), SttError> {
+) -> Result<(Vec<Segment>, String, bool), SttError> {
     let max_tokens = max_tokens_for(samples.len());
     let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
     params.set_n_threads(i32::try_from(config.threads.max(1)).unwrap_or(1));
@@ -369,7 +365,11 @@ fn decode(
             text: text.to_owned(),
         });
     }
-    let text: Vec<&str> = segments.iter().map(|s| s.text.as_str()).collect();
-    let looped = looks_looped(&text.join(" "), tokens, max_tokens);
-    Ok((segments, looped))
+    let text = segments
+        .iter()
+        .map(|s| s.text.as_str())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let looped = looks_looped(&text, tokens, max_tokens);
+    Ok((segments, text, looped))
 }
