@@ -346,3 +346,53 @@ fn the_log_holds_no_number_or_word_of_a_call_unless_log_pii_is_set() {
         }
     }
 }
+
+/// A question the menu and the FAQ do not cover goes to the free answer, which the language model
+/// streams into the call: a real model reply, spoken, then the flow goes on.
+#[test]
+fn a_question_outside_the_menu_is_answered_by_the_model_in_the_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let question = dir.path().join("dog.wav");
+    let flite = std::process::Command::new("flite")
+        .args(["-voice", "slt", "-t", "Can I bring my dog inside?", "-o"])
+        .arg(&question)
+        .status()
+        .expect("flite runs (make setup installs it)");
+    assert!(flite.success());
+    let out = switchboard(&["call", "--audio", question.to_str().expect("utf-8")]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let asked = lines
+        .iter()
+        .position(|l| l.contains("caller:") && l.to_lowercase().contains("dog"))
+        .unwrap_or_else(|| panic!("no caller line about the dog:\n{stdout}"));
+    // The turn's timings name the model's first token, which only a model reply has.
+    let timings = lines.get(asked + 1).copied().unwrap_or_default();
+    let first_token = timings
+        .split("first token ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no first-token timing: {timings}"));
+    assert!(
+        first_token.starts_with(|c: char| c.is_ascii_digit()),
+        "the model answered: {timings}"
+    );
+    let reply = lines[asked + 1..]
+        .iter()
+        .find(|l| l.contains("bot   :"))
+        .unwrap_or_else(|| panic!("no bot reply after the question:\n{stdout}"));
+    let words = reply.split("bot   :").nth(1).unwrap_or_default().trim();
+    assert!(words.split_whitespace().count() >= 3, "a spoken answer: {reply}");
+    assert!(!words.contains("didn't catch"), "not a re-prompt: {reply}");
+    // At most two sentences: a small model that starts repeating itself is cut off, not spoken on.
+    let sentences = words
+        .split_inclusive(['.', '!', '?'])
+        .filter(|s| s.trim().ends_with(['.', '!', '?']))
+        .count();
+    assert!(sentences <= 2, "{sentences} sentences: {reply}");
+    assert!(
+        stdout.contains("anything else"),
+        "the flow goes on after the answer: {stdout}"
+    );
+    assert!(stdout.contains(r#""topic":"other""#), "{stdout}");
+}

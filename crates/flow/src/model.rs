@@ -148,12 +148,28 @@ pub fn respond_messages(system_prompt: &str, instructions: &str, utterance: &str
     ]
 }
 
+/// Sentences a spoken reply may have. Flows ask for one or two short sentences, and a small model
+/// sometimes goes on repeating itself ("I'm a bakery, and I'm not a dog-friendly place. I'm a bakery,
+/// and …") until the token limit: on the phone that is ten seconds of noise the caller must sit through.
+pub const MAX_REPLY_SENTENCES: usize = 2;
+
+/// Sentences finished in `text`: a `.`, `!` or `?` at the end or before whitespace.
+fn finished_sentences(text: &str) -> usize {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, c)| matches!(c, '.' | '!' | '?') && chars.get(i + 1).is_none_or(|n| n.is_whitespace()))
+        .count()
+}
+
 /// Generation settings for spoken replies: greedy (the same call goes the same way) and short.
 pub fn reply_params() -> GenerationParams {
     GenerationParams::greedy(60)
 }
 
-/// Streams a free reply, calling `on_text` with each word-boundary delta; returns the whole text.
+/// Streams a free reply, calling `on_text` with each word-boundary delta; returns the whole text. The
+/// reply ends after [`MAX_REPLY_SENTENCES`] sentences (generation is cancelled there).
 pub async fn respond<L: LanguageModel>(
     llm: &L,
     messages: Vec<ChatMessage>,
@@ -168,6 +184,10 @@ pub async fn respond<L: LanguageModel>(
             ReplyEvent::Text(t) => {
                 on_text(&t);
                 text.push_str(&t);
+                if finished_sentences(&text) >= MAX_REPLY_SENTENCES {
+                    cancel.cancel();
+                    return Ok(text.trim().to_string());
+                }
             }
             ReplyEvent::Finished(_) => return Ok(text.trim().to_string()),
         }
@@ -187,6 +207,15 @@ mod tests {
 
     fn labels(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn sentences_end_at_a_stop_before_a_space_or_the_end() {
+        assert_eq!(finished_sentences("We open at 7."), 1);
+        assert_eq!(finished_sentences("No. I'm a bakery! Is that"), 2);
+        assert_eq!(finished_sentences("It costs 3.50 dollars"), 0);
+        assert_eq!(finished_sentences("Sure?"), 1);
+        assert_eq!(finished_sentences(""), 0);
     }
 
     #[test]
