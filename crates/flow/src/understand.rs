@@ -463,9 +463,9 @@ const QUESTION_OPENERS: &[&str] = &[
 /// them), or it opens with a question word and says something after it ("how much is a cake", not a
 /// bare "what?", which asks for a repeat).
 pub fn is_question(text: &str) -> bool {
-    let ws: Vec<String> = normalize(text).split(' ').map(str::to_string).collect();
-    let substantive = ws.len() >= 3;
-    substantive && (text.trim_end().ends_with('?') || QUESTION_OPENERS.contains(&ws[0].as_str()))
+    let norm = normalize(text);
+    let ws = words(&norm);
+    ws.len() >= 3 && (text.trim_end().ends_with('?') || QUESTION_OPENERS.contains(&ws[0]))
 }
 
 /// The label whose synonyms occur in the utterance. When synonyms of two labels match, the one whose

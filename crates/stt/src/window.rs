@@ -65,16 +65,7 @@ pub fn looks_looped(text: &str, tokens: usize, max_tokens: u32) -> bool {
     if u32::try_from(tokens).unwrap_or(u32::MAX) >= max_tokens {
         return true;
     }
-    let words: Vec<String> = text
-        .split_whitespace()
-        .map(|w| {
-            w.chars()
-                .filter(|c| c.is_alphanumeric())
-                .flat_map(char::to_lowercase)
-                .collect::<String>()
-        })
-        .filter(|w| !w.is_empty())
-        .collect();
+    let words = crate::wer::normalize(text);
     (1..=8).any(|n| {
         let times = if n == 1 { 5 } else { 3 };
         words.len() >= n * times
