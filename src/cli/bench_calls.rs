@@ -145,6 +145,7 @@ impl BenchServer {
         settings.record_calls = false;
         let store = settings.open_store().await?;
         let state = tokio::task::block_in_place(|| build_state(&settings, store))?;
+        super::serve::warm_up(&state).await?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let app = switchboard_server::app(state.clone());

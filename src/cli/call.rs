@@ -142,6 +142,7 @@ pub fn run(args: CallArgs) -> anyhow::Result<()> {
                 })?;
                 let store = settings.open_store().await?;
                 let state = tokio::task::block_in_place(|| build_state(&settings, store))?;
+                super::serve::warm_up(&state).await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 let addr = listener.local_addr()?;
                 let app = switchboard_server::app(state.clone());

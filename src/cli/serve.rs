@@ -189,13 +189,6 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
     let llm_path = super::chat::resolve_model(settings.llm.as_deref())?;
     let llm = LlmEngine::load(&llm_path, EngineConfig::default())
         .with_context(|| format!("loading {}", llm_path.display()))?;
-    // Every call of a flow starts with its system prompt: compute it once, before the first call.
-    for flow in flows.values() {
-        llm.warm_up_blocking(vec![switchboard_core::llm::ChatMessage::system(
-            flow.system_prompt(),
-        )])
-        .context("warming up the language model")?;
-    }
     let mut tts_config = EspeakConfig::default();
     if let Some(voice) = &settings.voice {
         tts_config.voice = voice.clone();
@@ -234,6 +227,25 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
     Ok(Arc::new(
         AppState::new(config, engines, store).map_err(|e| anyhow::anyhow!(e))?,
     ))
+}
+
+/// Computes the flows' shared model prompts (see [`switchboard_flow::model::warm_up`]) so that the
+/// first caller does not wait for them: measured on the inbound flow's free answer, the first token
+/// came 1.2 s after the transcript on a fresh server.
+pub async fn warm_up(state: &RealState) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let mut prompts = 0;
+    for flow in state.config.flows.values() {
+        prompts += switchboard_flow::model::warm_up(&*state.engines.llm, flow)
+            .await
+            .with_context(|| format!("warming up the language model for flow `{}`", flow.name()))?;
+    }
+    tracing::info!(
+        prompts,
+        elapsed_ms = start.elapsed().as_millis() as u64,
+        "model prompts cached"
+    );
+    Ok(())
 }
 
 /// The provider's REST API for campaign calls, when an account is configured. The provider calls
@@ -277,6 +289,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     }
     let state = build_state(&settings, store.clone())?;
     runtime.block_on(async move {
+        warm_up(&state).await?;
         let listener = tokio::net::TcpListener::bind((settings.listen.as_str(), settings.port))
             .await
             .with_context(|| format!("binding {}:{}", settings.listen, settings.port))?;

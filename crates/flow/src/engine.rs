@@ -276,6 +276,55 @@ impl Flow {
         }
     }
 
+    /// The model requests this flow makes on every call whatever the caller says, with `utterance` in
+    /// place of the caller's words: each ask step the model may have to understand, and each free
+    /// reply, where their text does not depend on the call (only on the flow's facts). A driver
+    /// computes them once before the first call, so the model's shared prompts are cached then and
+    /// not on some caller's time.
+    pub fn model_requests(&self, utterance: &str) -> Vec<Action> {
+        let fixed = |t: &Template| {
+            t.vars()
+                .all(|v| matches!(v, crate::template::Var::Fact(_)))
+                .then(|| {
+                    t.render(&Scope {
+                        slots: &Slots::new(),
+                        contact: &BTreeMap::new(),
+                        facts: &self.facts,
+                    })
+                })
+        };
+        let mut out = Vec::new();
+        for step in self.steps.values() {
+            match step {
+                Step::Ask(ask) if self.understand_with_model => {
+                    let Some(slot) = self.slots.get(&ask.slot) else {
+                        continue;
+                    };
+                    if slot.slot_type == SlotType::Text {
+                        continue;
+                    }
+                    if let Some(question) = fixed(&ask.prompt) {
+                        out.push(Action::Understand(UnderstandRequest {
+                            utterance: utterance.to_string(),
+                            kind: self.understand_kind(slot),
+                            question,
+                        }));
+                    }
+                }
+                Step::Respond { instructions, .. } => {
+                    if let Some(instructions) = fixed(instructions) {
+                        out.push(Action::Respond {
+                            instructions,
+                            utterance: utterance.to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
     fn render(&self, st: &CallState, t: &Template) -> String {
         t.render(&self.scope(st))
     }

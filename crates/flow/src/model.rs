@@ -14,14 +14,17 @@ use switchboard_core::llm::{
     Answer, CancelToken, ChatMessage, Constraint, GenerationParams, LanguageModel, LlmError,
 };
 
-use crate::SlotType;
-use crate::engine::{UnderstandKind, UnderstandRequest, Understanding};
+use crate::engine::{Action, UnderstandKind, UnderstandRequest, Understanding};
+use crate::{Flow, SlotType};
 
 /// The label offered for "fits none of these".
 pub const NONE_LABEL: &str = "none";
 
 /// Calibrated probability below which the best label counts as not understood.
 pub const MIN_CONFIDENCE: f32 = 0.5;
+
+/// The content-free answer whose label probabilities are the calibration prior.
+const CONTENT_FREE: &str = "N/A";
 
 /// What the model said, or why it said nothing.
 pub type Understood = Result<Understanding, LlmError>;
@@ -91,7 +94,7 @@ pub async fn understand<L: LanguageModel>(llm: &L, request: &UnderstandRequest) 
                 .await?;
             let prior = llm
                 .label_probabilities(
-                    one_of_messages(&request.question, "N/A", &labels, &descriptions),
+                    one_of_messages(&request.question, CONTENT_FREE, &labels, &descriptions),
                     labels.clone(),
                 )
                 .await?;
@@ -138,6 +141,35 @@ pub async fn understand<L: LanguageModel>(llm: &L, request: &UnderstandRequest) 
         Answer::Integer(n) => Understanding::Number(n),
         Answer::Text(t) | Answer::Json(t) => Understanding::Text(t.trim().to_string()),
     })
+}
+
+/// What a driver computes before the first call of `flow`: its system prompt, and every model request
+/// the flow makes whatever the caller says ([`Flow::model_requests`]). A label question is answered
+/// once for a content-free utterance, which is exactly the calibration prior every later call asks
+/// for, and leaves the question's prompt cached; a free reply's system message is cached. Returns the
+/// number of prompts computed.
+pub async fn warm_up<L: LanguageModel>(llm: &L, flow: &Flow) -> Result<usize, LlmError> {
+    llm.warm_up(vec![ChatMessage::system(flow.system_prompt())])
+        .await?;
+    let mut prompts = 1;
+    for action in flow.model_requests(CONTENT_FREE) {
+        match action {
+            Action::Understand(request) => {
+                understand(llm, &request).await?;
+            }
+            Action::Respond {
+                instructions,
+                utterance,
+            } => {
+                let mut messages = respond_messages(flow.system_prompt(), &instructions, &utterance);
+                messages.truncate(1);
+                llm.warm_up(messages).await?;
+            }
+            _ => continue,
+        }
+        prompts += 1;
+    }
+    Ok(prompts)
 }
 
 /// The conversation for a free reply within a step's `instructions`.

@@ -386,3 +386,50 @@ fn the_same_inputs_give_the_same_actions() {
     };
     assert_eq!(run(), run());
 }
+
+/// What a driver computes before the first call: every model request whose prompt does not depend on
+/// the call, with the stand-in utterance, and none that does.
+#[test]
+fn model_requests_are_the_prompts_fixed_by_the_flow() {
+    const RESPONDS: &str = r#"
+name: replies
+direction: inbound
+persona: a test assistant
+facts: { shop: Bella's }
+slots:
+  choice: { type: one_of, options: { tea: [tea], coffee: [coffee] } }
+  n: { type: number }
+start: pick
+steps:
+  pick: { ask: choice, prompt: "Tea or coffee at {{facts.shop}}?", next: count, on_fail: bye }
+  count: { ask: n, prompt: "How many {{choice}}?", next: fixed, on_fail: bye }
+  fixed: { respond: "Answer from the facts of {{facts.shop}}.", next: personal }
+  personal: { respond: "Mention the {{choice}}.", next: bye }
+  bye: { end: { outcome: completed } }
+"#;
+    let f = Flow::parse(RESPONDS, "replies.yaml", None).expect("flow loads");
+    let requests = f.model_requests("N/A");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    let understand = requests.iter().find_map(|a| match a {
+        Action::Understand(r) => Some(r),
+        _ => None,
+    });
+    let r = understand.expect("the fixed question is understood");
+    assert_eq!(r.question, "Tea or coffee at Bella's?");
+    assert_eq!(r.utterance, "N/A");
+    assert!(
+        matches!(&r.kind, UnderstandKind::OneOf { labels, .. } if labels.iter().any(|l| l == "tea")),
+        "{:?}",
+        r.kind
+    );
+    assert!(requests.iter().any(|a| matches!(
+        a,
+        Action::Respond { instructions, utterance }
+            if instructions == "Answer from the facts of Bella's." && utterance == "N/A"
+    )));
+    // Without model understanding only the free replies are asked for.
+    let f = f.with_model_understanding(false);
+    let requests = f.model_requests("N/A");
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(matches!(requests[0], Action::Respond { .. }));
+}
