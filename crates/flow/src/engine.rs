@@ -881,7 +881,7 @@ impl Flow {
                 return self.on_global(st, GlobalIntent::OptOut, out);
             }
         }
-        match validate_understanding(slot, u).or_else(|| question_catch_all(slot, &utterance)) {
+        match validate_understanding(slot, u, &utterance).or_else(|| question_catch_all(slot, &utterance)) {
             Some(v) => self.accept(st, ask, slot, v, out),
             None => self.no_match(st, ask, slot, out),
         }
@@ -1032,8 +1032,21 @@ fn question_catch_all(slot: &Slot, text: &str) -> Option<SlotValue> {
         .map(|(label, _)| SlotValue::Label(label.clone()))
 }
 
-/// The model's answer, held to the same rules as the caller's words.
-fn validate_understanding(slot: &Slot, u: Understanding) -> Option<SlotValue> {
+/// The model's answer, held to the same rules as the caller's words. A number, date or time it read
+/// must also be one the caller said ([`understand::grounded`]).
+fn validate_understanding(slot: &Slot, u: Understanding, utterance: &str) -> Option<SlotValue> {
+    let said = normalize(utterance);
+    let u = match u {
+        Understanding::Number(n) if !understand::grounded(&n.to_string(), &said) => {
+            return None;
+        }
+        Understanding::Text(t)
+            if slot.slot_type != SlotType::Text && !understand::grounded(&normalize(&t), &said) =>
+        {
+            return None;
+        }
+        u => u,
+    };
     match (slot.slot_type, u) {
         (SlotType::OneOf, Understanding::Label(l)) => slot
             .options

@@ -403,6 +403,62 @@ fn group_number(atoms: &[Atom<'_>]) -> Option<i64> {
     compose(atoms).or_else(|| group_digits(atoms)?.parse().ok())
 }
 
+/// Every number the words could mean: each number word or digit string on its own ("twenty" and
+/// "five" in "twenty five"), each run of them read as a quantity and digit by digit (25), each day of
+/// the month ("3rd", "third"), and the numbers behind "noon", "midnight", "half" and "quarter".
+fn numbers_said(ws: &[&str]) -> Vec<i64> {
+    let mut out = Vec::new();
+    for (i, w) in ws.iter().enumerate() {
+        match atom(w) {
+            Some(Atom::Digits(d)) => out.extend(d.parse::<i64>().ok()),
+            Some(Atom::Unit(u)) => out.push(i64::from(u)),
+            Some(Atom::Teen(t) | Atom::Tens(t)) => out.push(i64::from(t)),
+            _ => {}
+        }
+        if let Some((d, _)) = day_of_month(ws, i) {
+            out.push(i64::from(d));
+        }
+        match *w {
+            "noon" | "midday" | "midnight" => out.push(12),
+            "half" => out.push(30),
+            "quarter" => out.extend([15, 45]),
+            _ => {}
+        }
+    }
+    for (_, _, atoms) in number_groups(ws) {
+        out.extend(group_number(&atoms));
+        out.extend(group_digits(&atoms).and_then(|d| d.parse::<i64>().ok()));
+    }
+    out
+}
+
+/// Whether a value the model read out of the caller's words (`answer`, normalized) rests on them: every
+/// day or month name in it the caller said, and every number in it (digits or words) the caller said
+/// too. Reading is the model's job here, inventing is not: asked for "the day and time, like \"Tuesday
+/// at 3 pm\"", SmolLM2 answered a plain "yes" with "Tuesday at 3 pm", and taking that books a time
+/// nobody asked for. Zero passes (":00"), and so does an hour 12 above one said ("3 pm" → "15:00").
+pub fn grounded(answer: &str, utterance: &str) -> bool {
+    let said = words(utterance);
+    let numbers = numbers_said(&said);
+    let number_said = |n: i64| n == 0 || numbers.contains(&n) || (n > 12 && numbers.contains(&(n - 12)));
+    words(answer).into_iter().all(|w| {
+        if WEEKDAYS.contains(&w) || MONTHS.contains(&w) || w == "today" || w == "tomorrow" {
+            return said.contains(&w);
+        }
+        let pieces: Vec<&str> = w.split(':').collect();
+        if pieces.len() > 1 {
+            return pieces.iter().all(|p| p.parse::<i64>().is_ok_and(number_said));
+        }
+        match (atom(w), day_of_month(&[w], 0)) {
+            (Some(Atom::Digits(d)), _) => d.parse::<i64>().is_ok_and(number_said),
+            (Some(Atom::Unit(u)), _) => number_said(i64::from(u)),
+            (Some(Atom::Teen(t) | Atom::Tens(t)), _) => number_said(i64::from(t)),
+            (_, Some((d, _))) => number_said(i64::from(d)),
+            _ => true,
+        }
+    })
+}
+
 /// Drops "out of five" / "out of 10" so "4 out of 5" is the number 4.
 fn without_out_of<'a>(ws: &[&'a str]) -> Vec<&'a str> {
     let mut out = Vec::new();
@@ -1140,5 +1196,22 @@ mod tests {
         ];
         assert_eq!(one_of("question", &options), None);
         assert_eq!(one_of("are you open", &options), Some("hours".to_string()));
+    }
+
+    #[test]
+    fn a_value_read_from_the_words_is_grounded_and_an_invented_one_is_not() {
+        let g = |answer: &str, said: &str| grounded(&normalize(answer), &normalize(said));
+        // SmolLM2's answer to "yes" when asked for the new day and time: copied from the prompt.
+        assert!(!g("Tuesday at 3 pm", "yes"));
+        assert!(!g("Friday", "next week sometime"));
+        assert!(!g("42", "I don't know"));
+        assert!(!g("Tuesday at 4 pm", "tuesday at three"));
+        assert!(g("Saturday at 11 am", "saturday at eleven in the morning"));
+        assert!(g("Friday 15:30", "friday, half past three"));
+        assert!(g("March 5th at noon", "the fifth of march, around 12"));
+        assert!(g("Tuesday 15:00", "tuesday at 3 pm"));
+        assert!(g("5551234", "it's five five five, one two three four"));
+        assert!(g("25", "twenty five"));
+        assert!(g("tomorrow at 9", "uh tomorrow at nine please"));
     }
 }

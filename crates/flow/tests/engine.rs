@@ -311,6 +311,40 @@ fn model_is_asked_only_when_the_matchers_cannot_decide_and_its_answer_is_validat
     assert_ends(&a, Outcome::Transferred);
 }
 
+/// The model reads values out of the caller's words; one the caller never said is a no-match.
+#[test]
+fn a_value_the_caller_never_said_is_not_taken_from_the_model() {
+    let f = flow().with_model_understanding(true);
+    let mut st = to_step(&f, "slot_time");
+    let a = say(&f, &mut st, "whenever suits the doctor");
+    assert!(matches!(a.last(), Some(Action::Understand(_))), "{a:?}");
+    // SmolLM2's real answer to a plain "yes" here: the prompt's own example.
+    let a = f.step(
+        &mut st,
+        Input::Understood(Understanding::Text("Tuesday at 3 pm".to_string())),
+    );
+    assert_eq!(st.slot("when"), None, "{a:?}");
+    assert!(matches!(a.last(), Some(Action::Listen { .. })), "{a:?}");
+    // A reading of what was said is taken.
+    let a = say(&f, &mut st, "I could do eleven");
+    assert!(matches!(a.last(), Some(Action::Understand(_))), "{a:?}");
+    let a = f.step(
+        &mut st,
+        Input::Understood(Understanding::Text("11 am".to_string())),
+    );
+    assert_eq!(
+        st.slot("when"),
+        Some(&SlotValue::DateTime("11:00".to_string())),
+        "{a:?}"
+    );
+    // The same for numbers.
+    let mut st = to_step(&f, "rate");
+    let a = say(&f, &mut st, "hmm, good I guess");
+    assert!(matches!(a.last(), Some(Action::Understand(_))), "{a:?}");
+    f.step(&mut st, Input::Understood(Understanding::Number(4)));
+    assert_eq!(st.slot("n"), None);
+}
+
 #[test]
 fn webhook_is_requested_retried_and_fills_slots() {
     let f = flow();
