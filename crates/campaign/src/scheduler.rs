@@ -19,7 +19,9 @@
 //! 3. For each claim, **decide** ([`crate::rules::decide`]). A skip releases the claim in the
 //!    store, with the decision, and sets when the contact is due again; a dial marks the attempt
 //!    `dialing` (with the decision) *before* the provider is asked, then stores the provider id.
-//!    A rejection (4xx) fails the attempt; no answer or a 5xx leaves it `in_doubt`.
+//!    A rejection (4xx) fails the attempt; no answer or a 5xx leaves it `in_doubt`. A rate limit
+//!    (429) placed nothing: the attempt is given back without counting, and no claim is dialed
+//!    until the provider's wait has passed (this tick's other claims are given back too).
 //! 4. The campaign is marked completed when every contact is done.
 //!
 //! Results arrive through [`record_call_result`] (status callbacks and the finished call, from the
@@ -90,7 +92,14 @@ pub enum DialError {
     /// placed the call.
     #[error("the provider did not answer clearly: {reason}")]
     Unavailable { reason: String },
+    /// The provider refused the request for now (429, too many requests, after the client's own
+    /// retries): no call was placed, and the same request later will likely go through.
+    #[error("the provider is rate limiting calls (retry after {retry_after:?})")]
+    RateLimited { retry_after: Option<Duration> },
 }
+
+/// How long dialing pauses after a rate limit that named no wait.
+pub const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(60);
 
 /// Places calls (the provider's REST API in production, a fake in tests).
 pub trait Dialer: Send + Sync {
@@ -155,6 +164,9 @@ pub struct TickReport {
     pub settled_lost: usize,
     /// The campaign finished with this tick (every contact done).
     pub completed: bool,
+    /// Claims given back because the provider is rate limiting: the one it refused and the rest
+    /// of the tick's. None of them counts as an attempt.
+    pub rate_limited: usize,
 }
 
 /// The scheduler of one campaign.
@@ -170,6 +182,9 @@ pub struct Scheduler<D, R, C> {
     /// Live attempts asked about at the provider: when last asked, and since when it has said the
     /// call ended. In memory on purpose: after a restart the wait starts over, which only delays.
     asked: HashMap<String, (Timestamp, Option<Timestamp>)>,
+    /// No dialing before this: the provider said it is rate limiting. In memory: after a restart the
+    /// first dial asks again, and a refusal costs nothing.
+    paused_until: Option<Timestamp>,
 }
 
 impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
@@ -190,6 +205,7 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
             config,
             bucket: TokenBucket::default(),
             asked: HashMap::new(),
+            paused_until: None,
         }
     }
 
@@ -245,6 +261,10 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
         }
 
         let now = self.clock.now();
+        if self.paused_until.is_some_and(|until| now < until) {
+            report.completed = self.store.complete_campaign_if_done(&self.campaign_id).await?;
+            return Ok(report);
+        }
         self.bucket.refill(now, campaign.settings.calls_per_second);
         let active = self.store.active_attempts(&self.campaign_id).await?;
         let claims = self
@@ -252,6 +272,17 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
             .claim_due(&self.campaign_id, now.as_millisecond(), self.bucket.whole())
             .await?;
         for (i, claim) in claims.into_iter().enumerate() {
+            if let Some(until) = self.paused_until.filter(|&until| now < until) {
+                self.give_back_rate_limited(
+                    &claim.attempt_id,
+                    until,
+                    "not dialed: the provider is rate limiting",
+                    false,
+                )
+                .await?;
+                report.rate_limited += 1;
+                continue;
+            }
             let active = active + u32::try_from(i).unwrap_or(u32::MAX);
             if let Some(attempt) = self.handle_claim(&campaign, claim, active, &mut report).await? {
                 report.dialed.push(attempt);
@@ -380,6 +411,36 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
         Ok(())
     }
 
+    /// Gives a claim (`dialed`: an attempt the provider refused) back without it counting, due again
+    /// when the rate limit has passed.
+    async fn give_back_rate_limited(
+        &self,
+        attempt_id: &str,
+        until: Timestamp,
+        detail: &str,
+        dialed: bool,
+    ) -> Result<(), CampaignError> {
+        let at = until.as_millisecond();
+        let record = NewDecision {
+            at: self.clock.now().as_millisecond(),
+            kind: DecisionKind::Skip,
+            reason: "rate_limited".to_string(),
+            detail: format!("{detail}; no call was placed and the attempt does not count"),
+            retry_at: Some(at),
+        };
+        let given_back = if dialed {
+            self.store.release_unplaced(attempt_id, at, &record).await?
+        } else {
+            self.store
+                .release_claim(attempt_id, &Release::Retry { at: Some(at) }, &record)
+                .await?
+        };
+        if !given_back {
+            tracing::warn!(attempt = %attempt_id, "rate-limited attempt was settled elsewhere meanwhile");
+        }
+        Ok(())
+    }
+
     /// Decides on one claim and dials it or releases it; the attempt id if it was sent.
     async fn handle_claim(
         &mut self,
@@ -493,6 +554,15 @@ impl<D: Dialer, R: Reconciler, C: Clock> Scheduler<D, R, C> {
                     Ok(Err(DialError::Unavailable { reason })) => {
                         tracing::warn!(attempt = %claim.attempt_id, "dial in doubt: {reason}");
                         self.store.mark_in_doubt(&claim.attempt_id).await?;
+                    }
+                    Ok(Err(e @ DialError::RateLimited { retry_after })) => {
+                        let until = self.clock.now() + retry_after.unwrap_or(RATE_LIMIT_PAUSE);
+                        tracing::warn!(attempt = %claim.attempt_id, "{e}; dialing paused until {until}");
+                        self.paused_until = Some(until);
+                        self.give_back_rate_limited(&claim.attempt_id, until, &e.to_string(), true)
+                            .await?;
+                        report.rate_limited += 1;
+                        return Ok(None);
                     }
                     Err(_elapsed) => {
                         tracing::warn!(attempt = %claim.attempt_id, "dial timed out; in doubt");

@@ -34,6 +34,7 @@ on_both_backends!(
     a_call_whose_end_reached_no_runtime_is_settled_from_the_provider,
     two_schedulers_share_a_campaign_without_double_claims,
     paused_campaigns_dial_nobody_and_calls_per_second_paces,
+    a_rate_limit_pauses_dialing_and_costs_no_attempt,
 );
 
 // ---- fakes ----
@@ -70,6 +71,8 @@ enum Mode {
     HangBeforePlacing,
     /// Places the call but answers with a 5xx.
     UnavailableAfterPlacing,
+    /// Refuses every request for now (429), asking for a 30 s wait.
+    RateLimited,
 }
 
 #[derive(Debug, Clone)]
@@ -144,6 +147,11 @@ impl Dialer for FakeProvider {
                     });
                 }
                 let mode = s.mode;
+                if mode == Mode::RateLimited {
+                    return Err(DialError::RateLimited {
+                        retry_after: Some(Duration::from_secs(30)),
+                    });
+                }
                 let id = format!("CA{:04}", s.placed.len() + 1);
                 if mode != Mode::HangBeforePlacing {
                     s.placed.push(Placed {
@@ -164,6 +172,7 @@ impl Dialer for FakeProvider {
                 }),
                 Mode::UnavailableAfterPlacing => Err(DialError::Unavailable { reason: "503".into() }),
                 Mode::HangAfterPlacing | Mode::HangBeforePlacing => std::future::pending().await,
+                Mode::RateLimited => unreachable!("answered above"),
             }
         }
     }
@@ -918,4 +927,57 @@ async fn paused_campaigns_dial_nobody_and_calls_per_second_paces(db: &TestDb) {
     tokio::time::timeout(Duration::from_secs(5), run)
         .await
         .expect("run returned");
+}
+
+/// A provider that is rate limiting placed nothing: the refused attempt is given back without
+/// counting, the rest of the tick's claims are not dialed, and dialing waits as long as asked.
+async fn a_rate_limit_pauses_dialing_and_costs_no_attempt(db: &TestDb) {
+    let store = db.open().await;
+    let id = campaign(&store, settings()).await;
+    let csv: String = (1..=3).map(|n| format!("{},yes\n", london(n))).collect();
+    import(&store, &id, &format!("phone,consent\n{csv}")).await;
+    let clock = FakeClock::at("2026-06-10T08:00:00Z");
+    let provider = FakeProvider::new(&clock);
+    provider.set_mode(Mode::RateLimited);
+    let mut s = scheduler(&store, &id, &provider);
+
+    let r = s.tick().await.unwrap();
+    assert!(r.dialed.is_empty());
+    assert_eq!(r.rate_limited, 3, "the refused claim and the two after it");
+    assert_eq!(provider.requests().len(), 1, "one refusal stops the tick");
+    for c in store.results(&id).await.unwrap() {
+        assert!(c.attempts.is_empty(), "{:?}", c.attempts);
+        assert_eq!((c.contact.state, c.contact.attempts), (ContactState::Pending, 0));
+    }
+    let skips: Vec<String> = store
+        .decisions(&id, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|d| d.decision == DecisionKind::Skip)
+        .map(|d| d.reason)
+        .collect();
+    assert_eq!(skips, ["rate_limited"; 3]);
+
+    // Within the wait nobody is dialed, even with the provider willing.
+    provider.set_mode(Mode::Answer);
+    clock.advance(Duration::from_secs(20));
+    let r = s.tick().await.unwrap();
+    assert!(r.dialed.is_empty() && r.rate_limited == 0, "{r:?}");
+    assert_eq!(provider.requests().len(), 1);
+
+    // After it, everyone is called, each on their first attempt.
+    clock.advance(Duration::from_secs(11));
+    let r = s.tick().await.unwrap();
+    assert_eq!(r.dialed.len(), 3);
+    let numbers: Vec<u32> = provider.requests()[1..]
+        .iter()
+        .map(|r| r.attempt_number)
+        .collect();
+    assert_eq!(numbers, [1, 1, 1]);
+    deliver(&s, &provider, &BTreeMap::new()).await;
+    for c in store.results(&id).await.unwrap() {
+        assert_eq!(c.contact.final_outcome.as_deref(), Some("confirmed"));
+        assert_eq!(c.attempts.len(), 1);
+    }
 }

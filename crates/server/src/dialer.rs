@@ -2,9 +2,10 @@
 //! ([`RestDialer`]) and finding calls whose creation ended in doubt ([`RestReconciler`]).
 //!
 //! The mapping of errors is the point of this module: only a 4xx means "no call was placed";
-//! a 5xx, a timeout, a broken connection or a rate limit that outlasted the client's patience all
-//! leave the attempt in doubt, and the scheduler then asks the provider's call list instead of
-//! dialing again (see `switchboard_campaign`).
+//! a 5xx, a timeout or a broken connection leave the attempt in doubt, and the scheduler then asks
+//! the provider's call list instead of dialing again (see `switchboard_campaign`). A rate limit that
+//! outlasted the client's patience is neither: nothing was placed, and the scheduler gives the
+//! attempt back without counting it and pauses dialing.
 //!
 //! Answering-machine detection runs synchronously (`MachineDetection=DetectMessageEnd` without an
 //! async callback): the provider holds the answered call until it knows, then posts the voice
@@ -72,12 +73,13 @@ fn dial_error(e: RestError) -> DialError {
                 reason: e.to_string(),
             }
         }
-        RestError::RateLimited { .. }
-        | RestError::Unavailable { .. }
-        | RestError::Timeout
-        | RestError::BadResponse { .. } => DialError::Unavailable {
-            reason: e.to_string(),
-        },
+        // Every try was refused with a 429 (or could not connect): certainly not placed.
+        RestError::RateLimited { retry_after } => DialError::RateLimited { retry_after },
+        RestError::Unavailable { .. } | RestError::Timeout | RestError::BadResponse { .. } => {
+            DialError::Unavailable {
+                reason: e.to_string(),
+            }
+        }
     }
 }
 
@@ -136,7 +138,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_a_refusal_means_no_call_was_placed() {
+    fn only_a_refusal_or_a_rate_limit_means_no_call_was_placed() {
         let rejected = RestError::Rejected {
             status: 400,
             code: Some(21211),
@@ -149,7 +151,6 @@ mod tests {
                 attempts: 1,
                 last: "HTTP 500".into(),
             },
-            RestError::RateLimited { retry_after: None },
             RestError::BadResponse {
                 status: 200,
                 message: "not JSON".into(),
@@ -160,5 +161,11 @@ mod tests {
                 "in doubt"
             );
         }
+        let wait = Some(std::time::Duration::from_secs(30));
+        assert_eq!(
+            dial_error(RestError::RateLimited { retry_after: wait }),
+            DialError::RateLimited { retry_after: wait },
+            "refused for now: nothing placed, nothing in doubt"
+        );
     }
 }

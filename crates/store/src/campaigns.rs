@@ -396,12 +396,43 @@ impl Store {
         release: &Release,
         decision: &NewDecision,
     ) -> Result<bool, StoreError> {
+        self.give_back(attempt_id, AttemptStatus::Claimed, release, decision)
+            .await
+    }
+
+    /// Gives back an attempt marked `dialing` that the provider certainly did not place (it refused
+    /// the request for now: rate limited), like [`Store::release_claim`]: the attempt does not count,
+    /// and the contact is due again at `at`. `false` if the attempt is not such an attempt (it has a
+    /// provider call id, or was settled meanwhile).
+    pub async fn release_unplaced(
+        &self,
+        attempt_id: &str,
+        at: Millis,
+        decision: &NewDecision,
+    ) -> Result<bool, StoreError> {
+        self.give_back(
+            attempt_id,
+            AttemptStatus::Dialing,
+            &Release::Retry { at: Some(at) },
+            decision,
+        )
+        .await
+    }
+
+    async fn give_back(
+        &self,
+        attempt_id: &str,
+        status: AttemptStatus,
+        release: &Release,
+        decision: &NewDecision,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let Some(row) = sqlx::query(
-            "DELETE FROM attempts WHERE id = $1 AND status = $2 RETURNING contact_id, campaign_id",
+            "DELETE FROM attempts WHERE id = $1 AND status = $2 AND provider_call_id IS NULL \
+             RETURNING contact_id, campaign_id",
         )
         .bind(attempt_id)
-        .bind(AttemptStatus::Claimed.as_str())
+        .bind(status.as_str())
         .fetch_optional(&mut *tx)
         .await?
         else {
