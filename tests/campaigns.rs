@@ -24,6 +24,10 @@ struct Provider {
 
 impl Provider {
     fn start(numbers: &Path, dir: &Path) -> Provider {
+        Provider::start_with(numbers, dir, &[])
+    }
+
+    fn start_with(numbers: &Path, dir: &Path, extra: &[&str]) -> Provider {
         let log = std::fs::File::create(dir.join("provider.log")).expect("log file");
         let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
             .args([
@@ -36,6 +40,7 @@ impl Provider {
             ])
             .args(["--auth-token", DEV_TOKEN, "--numbers"])
             .arg(numbers)
+            .args(extra)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("RUST_BACKTRACE", "0")
             .stdout(Stdio::piped())
@@ -685,4 +690,55 @@ async fn killing_the_runtime_again_and_again_never_dials_an_attempt_twice_nor_lo
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+/// The provider refuses calls beyond two alive at once (429): the runtime gives those dials back and
+/// pauses, so every contact is still called exactly once, with no attempt used up by a refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_rate_limit_delays_calls_without_using_up_attempts() {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let day = zone_at(10..18);
+    let people: Vec<Person> = (1..=6)
+        .map(|n| Person {
+            phone: format!("+4420794601{n:02}"),
+            name: format!("Person {n}"),
+            time_zone: day.to_string(),
+            consent: true,
+            answers: Some(human(CONFIRM)),
+            calls: 1,
+            outcome: Some("confirmed"),
+        })
+        .collect();
+    let provider = Provider::start_with(&numbers_file(&people, &dir), &dir, &["--max-live-calls", "2"]);
+    let server = Server::start_with(dir.clone(), Some(&serve_config(&dir, &provider)));
+    let api = Api::new(&server);
+    // Four at once on the campaign's side, two on the provider's.
+    let id = start_campaign(&api, &people, 3).await;
+    let results = wait_until_done(&api, &id, &people, Duration::from_secs(300)).await;
+
+    let record = provider.record().await;
+    let calls = record["calls"].as_array().expect("calls");
+    let refused = record["requests"]
+        .as_array()
+        .expect("requests")
+        .iter()
+        .filter(|r| r["http_status"] == 429)
+        .count();
+    assert!(refused > 0, "the provider's limit was reached: {record}");
+    for p in &people {
+        let r = &results[&p.phone];
+        assert_eq!(r["contact"]["final_outcome"], "confirmed", "{r}");
+        let attempts = r["attempts"].as_array().expect("attempts");
+        assert_eq!(attempts.len(), 1, "{}: a refusal is not an attempt: {r}", p.phone);
+        let placed = calls.iter().filter(|c| c["to"] == p.phone.as_str()).count();
+        assert_eq!(placed, 1, "{}", p.phone);
+    }
+    let decisions = api.get(&format!("/api/campaigns/{id}/decisions?limit=500")).await;
+    let rate_limited = decisions["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter(|d| d["reason"] == "rate_limited")
+        .count();
+    assert!(rate_limited > 0, "{decisions}");
 }

@@ -42,6 +42,10 @@ pub struct SimulateProviderArgs {
     /// Write the record (the same JSON as `GET /sim/calls`) to this file on exit.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Calls alive at once for the account; a create request beyond it is refused with 429 (the
+    /// provider's concurrency limit), `Retry-After: 1`.
+    #[arg(long, default_value_t = 200)]
+    pub max_live_calls: usize,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -111,6 +115,7 @@ pub fn run(args: SimulateProviderArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| DEV_AUTH_TOKEN.to_owned());
     let config = ProviderConfig {
         fast: args.fast,
+        max_live_calls: args.max_live_calls,
         ..ProviderConfig::new(account_sid.clone(), AuthToken::new(token), plan)
     };
     let provider = Provider::new(config)?;
