@@ -261,6 +261,11 @@ fn campaign_provider(
     if let Some(base) = &settings.rest_base_url {
         config.base_url = base.clone();
     }
+    // A rate limit is the scheduler's to wait out: it pauses dialing and the refused attempt does
+    // not count. A client that waited for a long `Retry-After` inside the dial would outlast the
+    // dial timeout and leave a request the provider refused in doubt; its own few short waits
+    // (`max_attempts` of them) stay well within it.
+    config.retry.max_retry_after = (settings.scheduler.dial_timeout / 8).min(Duration::from_secs(2));
     let rest = RestClient::new(config).context("the provider's REST client")?;
     let public = settings
         .public_url
