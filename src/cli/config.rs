@@ -84,6 +84,7 @@ pub fn render(s: &Settings) -> String {
         }
         writeln!(w, "retention_days = {}", s.retention_days)?;
         writeln!(w, "log_pii = {}", s.log_pii)?;
+        writeln!(w, "runtime = {}", quoted(&s.runtime))?;
 
         writeln!(w, "\n[numbers]")?;
         for (number, flow) in &s.numbers {

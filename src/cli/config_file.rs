@@ -34,6 +34,9 @@ pub struct FileConfig {
     pub retention_days: Option<u32>,
     /// Callers' numbers, transcripts and slots in the log at info level (default: no).
     pub log_pii: Option<bool>,
+    /// This runtime's name in the call log, unique among runtimes sharing a database (default:
+    /// the host name).
+    pub runtime: Option<String>,
     #[serde(default)]
     pub campaigns: CampaignsConfig,
 }

@@ -63,7 +63,18 @@ pub struct Settings {
     pub retention_days: u32,
     pub campaigns_enabled: bool,
     pub log_pii: bool,
+    pub runtime: String,
     pub scheduler: SchedulerConfig,
+}
+
+/// The host's name, the default runtime name: one runtime per host is the common deployment.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| env("HOSTNAME"))
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "switchboard".to_string())
 }
 
 fn env(name: &str) -> Option<String> {
@@ -137,6 +148,9 @@ impl Settings {
                 Some(v) => parse_bool(&v).context("SWITCHBOARD_LOG_PII is not true or false")?,
                 None => file.log_pii.unwrap_or(false),
             },
+            runtime: env("SWITCHBOARD_RUNTIME")
+                .or(file.runtime)
+                .unwrap_or_else(host_name),
             scheduler: scheduler_config(&file.campaigns)?,
         })
     }
@@ -218,6 +232,7 @@ pub fn build_state(settings: &Settings, store: Store) -> anyhow::Result<Arc<Real
         media_idle_timeout: Duration::from_secs(10),
         http_read_timeout: Duration::from_secs(10),
         log_pii: settings.log_pii,
+        runtime: settings.runtime.clone(),
     };
     let engines = Engines {
         stt: Arc::new(stt),
@@ -282,9 +297,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     inject_faults()?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let store = runtime.block_on(settings.open_store())?;
-    // Calls still "in progress" in the log were cut off by a crash (no call survives a restart).
+    // This runtime's calls still "in progress" in the log were cut off by a crash of its previous
+    // process (no call survives a restart). Other runtimes sharing the database keep theirs.
     let interrupted = runtime
-        .block_on(store.mark_interrupted(jiff::Timestamp::now().as_millisecond()))
+        .block_on(store.mark_interrupted(&settings.runtime, jiff::Timestamp::now().as_millisecond()))
         .context("closing calls a crash left open")?;
     if interrupted > 0 {
         tracing::warn!(
@@ -301,6 +317,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         println!("switchboard listening on http://{addr} (voice webhook: /twilio/voice)");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let keep_alive = tokio::spawn(switchboard_server::keep_calls_alive(
+            store.clone(),
+            settings.runtime.clone(),
+        ));
         if settings.retention_days > 0 {
             let mut stop = stop_rx.clone();
             tokio::spawn(switchboard_server::retention(
@@ -338,9 +358,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             tracing::info!("shutting down: finishing calls in progress");
             let _ = stop_tx.send(true);
         };
-        switchboard_server::serve(listener, state, shutdown)
+        let served = switchboard_server::serve(listener, state, shutdown)
             .await
-            .context("serving")
+            .context("serving");
+        // Only after the calls have drained: they are alive until then.
+        keep_alive.abort();
+        served
     })
 }
 

@@ -240,6 +240,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         media_idle_timeout: Duration::from_secs(10),
         http_read_timeout: Duration::from_secs(10),
         log_pii: false,
+        runtime: "test".to_string(),
     };
     std::fs::create_dir_all(dir.path().join("recordings"))?;
     let engines = Engines {

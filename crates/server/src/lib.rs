@@ -80,6 +80,40 @@ pub struct ServerConfig {
     /// Off by default: logs are shipped and kept in places the call log's access control does not
     /// reach. The call log (API, web page) always has them.
     pub log_pii: bool,
+    /// This runtime's name in the call log, unique among the runtimes sharing a database: at
+    /// start-up it closes the calls its previous process left open, and only those.
+    pub runtime: String,
+}
+
+/// How often a runtime tells the call log its calls are alive ([`keep_calls_alive`]).
+pub const KEEP_ALIVE_EVERY: Duration = Duration::from_secs(20);
+/// Silence after which any runtime closes another's open calls as interrupted: the runtime died and
+/// did not come back under its name. Several keep-alives long, so a slow database is not a death.
+pub const ABANDONED_AFTER: Duration = Duration::from_secs(120);
+
+/// Tells the call log every [`KEEP_ALIVE_EVERY`] that this runtime's calls are alive, and closes the
+/// calls of runtimes silent for [`ABANDONED_AFTER`]; runs until the task is dropped. A failed round
+/// (the database away) is logged and the next one tries again.
+pub async fn keep_calls_alive(store: Store, runtime: String) {
+    let mut every = tokio::time::interval(KEEP_ALIVE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let now = jiff::Timestamp::now().as_millisecond();
+        if let Err(e) = store.keep_calls_alive(&runtime, now).await {
+            tracing::warn!("call log: keeping this runtime's calls alive failed: {e}");
+            continue;
+        }
+        let silent_since = now - i64::try_from(ABANDONED_AFTER.as_millis()).unwrap_or(i64::MAX);
+        match store.close_abandoned_calls(silent_since, now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                calls = n,
+                "closed calls as interrupted whose runtime stopped answering for them"
+            ),
+            Err(e) => tracing::warn!("call log: closing abandoned calls failed: {e}"),
+        }
+    }
 }
 
 /// Media streams open at once, calls and handshakes still waiting for `start` together: room for
@@ -491,6 +525,7 @@ async fn voice<S, L, T>(
             &state.store,
             &state.log_writes,
             &state.config.flows,
+            &state.config.runtime,
             &call,
             &attempt,
         )

@@ -109,6 +109,7 @@ where
     }
     let param = |name: &str| custom_parameters.get(name).cloned().unwrap_or_default();
     let new_call = NewCall {
+        runtime: state.config.runtime.clone(),
         provider_call_id: call_sid.clone(),
         direction: if param("direction") == "outbound" {
             Direction::Outbound

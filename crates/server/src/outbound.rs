@@ -46,6 +46,7 @@ pub(crate) async fn answer(
     store: &Store,
     log_writes: &tokio_util::task::TaskTracker,
     flows: &std::collections::BTreeMap<String, std::sync::Arc<Flow>>,
+    runtime: &str,
     call: &VoiceWebhook,
     attempt_id: &str,
 ) -> Result<Answer, StoreError> {
@@ -120,7 +121,15 @@ pub(crate) async fn answer(
         None => Twiml::new().hangup().to_xml(),
     };
     tracing::info!(call_sid = %call.call_sid, attempt = attempt_id, outcome, "answering machine");
-    log_machine_call(store, log_writes, call, attempt_id, &campaign.flow, outcome);
+    log_machine_call(
+        store,
+        log_writes,
+        runtime,
+        call,
+        attempt_id,
+        &campaign.flow,
+        outcome,
+    );
     store
         .finish_attempt(
             attempt_id,
@@ -138,6 +147,7 @@ pub(crate) async fn answer(
 fn log_machine_call(
     store: &Store,
     log_writes: &tokio_util::task::TaskTracker,
+    runtime: &str,
     call: &VoiceWebhook,
     attempt_id: &str,
     flow: &str,
@@ -146,6 +156,7 @@ fn log_machine_call(
     let now = calllog::now_ms();
     let id = Store::new_call_id();
     let new_call = NewCall {
+        runtime: runtime.to_string(),
         provider_call_id: call.call_sid.clone(),
         direction: Direction::Outbound,
         from: call.from.clone(),

@@ -50,8 +50,8 @@ impl Store {
     pub async fn create_call_with_id(&self, id: &str, call: &NewCall) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO calls (id, provider_call_id, direction, from_number, to_number, flow, \
-             status, started_at, answered_at, recording_path) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) ON CONFLICT (id) DO NOTHING",
+             status, started_at, answered_at, recording_path, runtime, alive_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $8) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(call.provider_call_id.as_str())
@@ -62,6 +62,7 @@ impl Store {
         .bind(CallStatus::InProgress.as_str())
         .bind(call.started_at)
         .bind(call.recording_path.as_deref())
+        .bind(call.runtime.as_str())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -181,22 +182,56 @@ impl Store {
         Ok(())
     }
 
-    /// Closes every call still open (queued, ringing, in progress) as `interrupted` at `now`, and
-    /// returns how many. Called at start-up: a call open then was cut off by a crash; its turns
-    /// are kept.
+    /// Closes as `interrupted` at `now` the calls `runtime` left open (queued, ringing, in
+    /// progress), and returns how many. Called when the runtime starts: a call of its own still open
+    /// then was cut off by a crash of its previous process. Rows written before calls had a runtime
+    /// are closed too. The turns are kept.
     ///
-    /// It closes *every* open call, so it assumes one runtime per database; several runtimes
-    /// sharing one PostgreSQL would close each other's live calls.
-    pub async fn mark_interrupted(&self, now: Millis) -> Result<u64, StoreError> {
-        let done = sqlx::query(&format!(
+    /// Only the starting runtime's own calls: several runtimes can share one PostgreSQL, and
+    /// another's calls are live. Those of a runtime that died for good are closed by
+    /// [`Store::close_abandoned_calls`].
+    pub async fn mark_interrupted(&self, runtime: &str, now: Millis) -> Result<u64, StoreError> {
+        self.interrupt(Interrupt::Runtime(runtime), now).await
+    }
+
+    /// Closes as `interrupted` at `now` the open calls whose runtime has not said they are alive
+    /// ([`Store::keep_calls_alive`]) since `silent_since`, and returns how many: their runtime died
+    /// and did not come back under its name. Every runtime runs this now and then.
+    pub async fn close_abandoned_calls(&self, silent_since: Millis, now: Millis) -> Result<u64, StoreError> {
+        self.interrupt(Interrupt::SilentSince(silent_since), now).await
+    }
+
+    async fn interrupt(&self, which: Interrupt<'_>, now: Millis) -> Result<u64, StoreError> {
+        let condition = match which {
+            Interrupt::Runtime(_) => "runtime IN ($4, '')",
+            Interrupt::SilentSince(_) => "COALESCE(alive_at, started_at) < $4",
+        };
+        let sql = format!(
             "UPDATE calls SET status = $2, hangup_reason = $3, ended_at = $1, \
              duration_ms = CASE WHEN started_at < $1 THEN $1 - started_at ELSE 0 END \
-             WHERE status IN ({})",
+             WHERE status IN ({}) AND {condition}",
+            open_statuses_sql()
+        );
+        let query = sqlx::query(&sql)
+            .bind(now)
+            .bind(CallStatus::Interrupted.as_str())
+            .bind("interrupted");
+        let query = match which {
+            Interrupt::Runtime(runtime) => query.bind(runtime),
+            Interrupt::SilentSince(at) => query.bind(at),
+        };
+        Ok(query.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Records that `runtime` is alive and still handling its open calls, at `now`; the number of
+    /// calls. A runtime calls this well within the silence after which others close its calls.
+    pub async fn keep_calls_alive(&self, runtime: &str, now: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query(&format!(
+            "UPDATE calls SET alive_at = $2 WHERE runtime = $1 AND status IN ({})",
             open_statuses_sql()
         ))
+        .bind(runtime)
         .bind(now)
-        .bind(CallStatus::Interrupted.as_str())
-        .bind("interrupted")
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -443,4 +478,11 @@ fn event(row: &AnyRow) -> Result<Event, StoreError> {
         kind: row.try_get("kind")?,
         detail: row.try_get("detail")?,
     })
+}
+
+/// Which open calls [`Store::mark_interrupted`] and [`Store::close_abandoned_calls`] close.
+#[derive(Clone, Copy)]
+enum Interrupt<'a> {
+    Runtime(&'a str),
+    SilentSince(Millis),
 }

@@ -42,6 +42,9 @@ impl CallStatus {
 /// A call as created when its media stream starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewCall {
+    /// The runtime that handles the call (its configured instance name); see
+    /// [`crate::Store::mark_interrupted`].
+    pub runtime: String,
     pub provider_call_id: String,
     pub direction: Direction,
     pub from: String,

@@ -23,6 +23,7 @@ on_both_backends!(
     writes_for_unknown_calls_are_not_found,
     provider_status_never_reopens_an_ended_call,
     mark_interrupted_closes_only_open_calls_and_keeps_turns,
+    runtimes_sharing_a_database_close_only_their_own_or_abandoned_calls,
     list_filters_each_narrow,
     pagination_walks_every_call_once_newest_first,
     bad_cursor_is_bad_cursor,
@@ -38,6 +39,7 @@ fn t(rfc3339: &str) -> Millis {
 
 fn new_call(provider_call_id: &str, started_at: Millis) -> NewCall {
     NewCall {
+        runtime: "host-a".into(),
         provider_call_id: provider_call_id.into(),
         direction: Direction::Inbound,
         from: "+15550100".into(),
@@ -310,7 +312,7 @@ async fn mark_interrupted_closes_only_open_calls_and_keeps_turns(db: &TestDb) {
     let ended_before = store.get_call(&ended).await.unwrap();
     let turns_before = store.get_call(&in_progress).await.unwrap().unwrap().turns;
 
-    assert_eq!(store.mark_interrupted(now).await.unwrap(), 2);
+    assert_eq!(store.mark_interrupted("host-a", now).await.unwrap(), 2);
 
     let a = store.get_call(&in_progress).await.unwrap().unwrap();
     assert_eq!(a.call.status, CallStatus::Interrupted);
@@ -334,10 +336,54 @@ async fn mark_interrupted_closes_only_open_calls_and_keeps_turns(db: &TestDb) {
     );
 
     assert_eq!(
-        store.mark_interrupted(now + 1).await.unwrap(),
+        store.mark_interrupted("host-a", now + 1).await.unwrap(),
         0,
         "nothing left open"
     );
+}
+
+async fn runtimes_sharing_a_database_close_only_their_own_or_abandoned_calls(db: &TestDb) {
+    let store = db.open().await;
+    let now = t("2026-11-24T10:00:00Z");
+    let on = |runtime: &str, sid: &str, started_at: Millis| NewCall {
+        runtime: runtime.into(),
+        ..new_call(sid, started_at)
+    };
+    let a_call = store
+        .create_call(&on("host-a", "CA-a", now - 60_000))
+        .await
+        .unwrap();
+    let b_live = store
+        .create_call(&on("host-b", "CA-b1", now - 300_000))
+        .await
+        .unwrap();
+    let c_dead = store
+        .create_call(&on("host-c", "CA-c", now - 300_000))
+        .await
+        .unwrap();
+    let status = |id: String| {
+        let store = store.clone();
+        async move { store.get_call(&id).await.unwrap().unwrap().call.status }
+    };
+
+    // host-b keeps its call alive; host-c stopped answering four minutes ago.
+    assert_eq!(store.keep_calls_alive("host-b", now - 10_000).await.unwrap(), 1);
+    // host-a restarts: its own call was cut off by its crash; the others' are not its to close.
+    assert_eq!(store.mark_interrupted("host-a", now).await.unwrap(), 1);
+    assert_eq!(status(a_call.clone()).await, CallStatus::Interrupted);
+    assert_eq!(status(b_live.clone()).await, CallStatus::InProgress);
+    assert_eq!(status(c_dead.clone()).await, CallStatus::InProgress);
+
+    // Silent for 90 s: abandoned. host-b's call was heard from 10 s ago.
+    assert_eq!(store.close_abandoned_calls(now - 90_000, now).await.unwrap(), 1);
+    assert_eq!(status(b_live.clone()).await, CallStatus::InProgress);
+    let c = store.get_call(&c_dead).await.unwrap().unwrap().call;
+    assert_eq!(
+        (c.status, c.ended_at, c.hangup_reason.as_deref()),
+        (CallStatus::Interrupted, Some(now), Some("interrupted"))
+    );
+    // Keeping alive touches only open calls.
+    assert_eq!(store.keep_calls_alive("host-c", now).await.unwrap(), 0);
 }
 
 /// Six calls that differ in one field each from a baseline, so each filter has a known answer.
@@ -665,7 +711,10 @@ async fn retention_deletes_only_old_ended_calls(db: &TestDb) {
         .create_call(&new_call("old-crashed", cutoff - 2 * day))
         .await
         .unwrap();
-    store.mark_interrupted(cutoff - 2 * day + 1_000).await.unwrap();
+    store
+        .mark_interrupted("host-a", cutoff - 2 * day + 1_000)
+        .await
+        .unwrap();
     let old_open = store
         .create_call(&new_call("old-open", cutoff - day))
         .await

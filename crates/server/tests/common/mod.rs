@@ -107,6 +107,7 @@ pub fn state_with_engines(
         media_idle_timeout: Duration::from_secs(3),
         http_read_timeout: Duration::from_secs(2),
         log_pii: false,
+        runtime: "test".to_string(),
     };
     Arc::new(AppState::new(config, engines, store).expect("state"))
 }
