@@ -8,7 +8,8 @@
 //!   by creation time) instead of by an auto-increment whose syntax differs.
 //! - **Written as it happens.** A call row is created when the media stream starts, and every turn and
 //!   event is written when it is known, so a crash loses at most the turn in flight. `mark_interrupted`
-//!   at start-up closes calls a crash left open.
+//!   at start-up closes the calls a crash of the same runtime left open; `close_abandoned_calls` those
+//!   of a runtime that stopped keeping its calls alive (several runtimes can share a PostgreSQL).
 //! - **No knowledge of the call pipeline.** The server converts the pipeline's records into the plain
 //!   rows here, so this crate depends on nothing else in the workspace.
 //! - API keys are stored as SHA-256 hashes of 256-bit random secrets: a fast hash is enough for secrets
