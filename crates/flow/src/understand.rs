@@ -224,6 +224,17 @@ enum Atom<'a> {
     Oh,
 }
 
+/// The number one word stands for: digits, or a number word ("seven", "fifteen", "forty"). Grounding,
+/// the numbers an utterance holds and small numbers in times all read single words this way.
+fn word_value(w: &str) -> Option<i64> {
+    match atom(w)? {
+        Atom::Digits(d) => d.parse().ok(),
+        Atom::Unit(u) => Some(i64::from(u)),
+        Atom::Teen(t) | Atom::Tens(t) => Some(i64::from(t)),
+        _ => None,
+    }
+}
+
 fn atom(w: &str) -> Option<Atom<'_>> {
     if !w.is_empty() && w.chars().all(|c| c.is_ascii_digit()) {
         return Some(Atom::Digits(w));
@@ -409,12 +420,7 @@ fn group_number(atoms: &[Atom<'_>]) -> Option<i64> {
 fn numbers_said(ws: &[&str]) -> Vec<i64> {
     let mut out = Vec::new();
     for (i, w) in ws.iter().enumerate() {
-        match atom(w) {
-            Some(Atom::Digits(d)) => out.extend(d.parse::<i64>().ok()),
-            Some(Atom::Unit(u)) => out.push(i64::from(u)),
-            Some(Atom::Teen(t) | Atom::Tens(t)) => out.push(i64::from(t)),
-            _ => {}
-        }
+        out.extend(word_value(w));
         if let Some((d, _)) = day_of_month(ws, i) {
             out.push(i64::from(d));
         }
@@ -449,11 +455,11 @@ pub fn grounded(answer: &str, utterance: &str) -> bool {
         if pieces.len() > 1 {
             return pieces.iter().all(|p| p.parse::<i64>().is_ok_and(number_said));
         }
-        match (atom(w), day_of_month(&[w], 0)) {
-            (Some(Atom::Digits(d)), _) => d.parse::<i64>().is_ok_and(number_said),
-            (Some(Atom::Unit(u)), _) => number_said(i64::from(u)),
-            (Some(Atom::Teen(t) | Atom::Tens(t)), _) => number_said(i64::from(t)),
-            (_, Some((d, _))) => number_said(i64::from(d)),
+        match (atom(w), word_value(w), day_of_month(&[w], 0)) {
+            (_, Some(n), _) => number_said(n),
+            // Digits too long for a number are not grounded in anything.
+            (Some(Atom::Digits(_)), None, _) => false,
+            (_, None, Some((d, _))) => number_said(i64::from(d)),
             _ => true,
         }
     })
@@ -672,15 +678,13 @@ fn day_of_month(ws: &[&str], i: usize) -> Option<(u8, usize)> {
 /// Hour or minute number at `ws[i]` (digits or a word); returns (value, words used).
 fn small_number(ws: &[&str], i: usize) -> Option<(u32, usize)> {
     let w = *ws.get(i)?;
-    match atom(w)? {
-        Atom::Digits(d) if d.len() <= 2 => Some((d.parse().ok()?, 1)),
-        Atom::Unit(u) => Some((u32::from(u), 1)),
-        Atom::Teen(t) => Some((u32::from(t), 1)),
-        Atom::Tens(t) => match ws.get(i + 1).and_then(|w| atom(w)) {
-            Some(Atom::Unit(u)) if u > 0 => Some((u32::from(t + u), 2)),
-            _ => Some((u32::from(t), 1)),
-        },
-        _ => None,
+    if matches!(atom(w)?, Atom::Digits(d) if d.len() > 2) {
+        return None;
+    }
+    let n = u32::try_from(word_value(w)?).ok()?;
+    match (atom(w), ws.get(i + 1).and_then(|w| atom(w))) {
+        (Some(Atom::Tens(_)), Some(Atom::Unit(u))) if u > 0 => Some((n + u32::from(u), 2)),
+        _ => Some((n, 1)),
     }
 }
 
