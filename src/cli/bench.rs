@@ -21,6 +21,9 @@ pub enum BenchCommand {
     Stt(SttBenchArgs),
     /// Language model: load time, prefill and decode tokens/s, time to first token cached vs not, memory.
     Llm(super::bench_llm::BenchLlmArgs),
+    /// Understanding: labelled caller answers at the shipped flows' ask steps, read by the rules alone and
+    /// with each model; right, re-prompted and wrong, and time per model answer.
+    Understand(super::bench_understand::BenchUnderstandArgs),
     /// Simulated calls through the real server: voice-to-voice latency p50/p95 and per-stage times.
     Calls(super::bench_calls::BenchCallsArgs),
     /// Side by side with whisper.cpp and llama.cpp (built by `bench/install-peers.sh`), plus calls,
@@ -58,6 +61,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Stt(args) => stt(args),
         BenchCommand::Llm(args) => super::bench_llm::run(args),
+        BenchCommand::Understand(args) => super::bench_understand::run(args),
         BenchCommand::Calls(args) => super::bench_calls::run(args),
         BenchCommand::Report(args) => super::bench_report::run(args),
     }

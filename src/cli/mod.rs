@@ -5,6 +5,7 @@ pub mod bench_calls;
 pub mod bench_llm;
 pub mod bench_render;
 pub mod bench_report;
+pub mod bench_understand;
 pub mod call;
 pub mod calls;
 pub mod campaign;
