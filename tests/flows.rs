@@ -87,9 +87,10 @@ fn a_scenario_can_speak_through_speech_to_text() -> std::io::Result<()> {
 }
 
 #[test]
-#[ignore = "model limit (issue 4): with SmolLM2-135M 42 of 43 pass. Labels are scored whole and \
-            calibrated against a content-free answer; calibrated, the model is near-uniform on \
-            'Thursday is a bit tricky with work' (should be 'reschedule'), so it becomes a re-prompt"]
+#[ignore = "model limit (issue 4): with SmolLM2-135M 42 of 43 pass. The one that needs the model \
+            ('Thursday is a bit tricky with work this week', meaning reschedule) comes out at 45 % \
+            reschedule, 28 % confirm after calibration and is re-prompted; `switchboard bench understand` \
+            shows the model adding no right reading over the rules on 111 labelled answers"]
 fn shipped_scenarios_pass_with_the_default_model() {
     let out = switchboard(&["flows", "test"]);
     let (stdout, stderr) = text(&out);

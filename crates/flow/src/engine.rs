@@ -1004,7 +1004,12 @@ fn match_value(slot: &Slot, text: &str, norm: &str) -> Match {
         SlotType::Number => match understand::number(norm) {
             Some(n) if in_range(slot, n) => Match::Value(SlotValue::Number(n)),
             Some(_) => Match::Invalid,
-            None => Match::Undecided,
+            // A number said wins over words for one: "not bad, a solid 3" is 3.
+            None => decided(
+                understand::one_of(norm, &slot.options)
+                    .and_then(|label| label.trim().parse().ok())
+                    .map(SlotValue::Number),
+            ),
         },
         SlotType::YesNo => decided(understand::yes_no(norm).map(SlotValue::YesNo)),
         SlotType::Datetime => {

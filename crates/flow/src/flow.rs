@@ -41,7 +41,7 @@ pub struct Slot {
     pub name: String,
     pub slot_type: SlotType,
     pub description: Option<String>,
-    /// one_of: (label, synonyms), in file order of the labels (sorted).
+    /// one_of: (label, synonyms), in file order of the labels (sorted); number: (number, words for it).
     pub options: Vec<(String, Vec<String>)>,
     pub min: Option<i64>,
     pub max: Option<i64>,

@@ -52,9 +52,10 @@
 //! faq:                              # answered word for word when a keyword matches (ask steps with answers_faq)
 //!   - { question: Do you deliver?, answer: "…", keywords: [deliver, delivery] }
 //! contact_fields: [name, appointment_time]                         # {{contact.name}}
-//! understand_with_model: true       # false: an utterance the matchers cannot decide is a no-match
+//! understand_with_model: true       # the default; false: what the matchers cannot decide is a no-match
 //! slots:
 //!   order_number: { type: number, min: 1, max: 99999999 }
+//!   rating: { type: number, min: 1, max: 5, options: { "5": [excellent], "1": [terrible] } }   # words for numbers
 //!   callback_number: { type: phone }
 //!   caller_name: { type: text, person_name: true }
 //!   new_time: { type: datetime }

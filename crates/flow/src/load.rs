@@ -316,11 +316,29 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
                 }
             }
         }
-        if slot_type != SlotType::OneOf && !s.options.is_empty() {
+        if !matches!(slot_type, SlotType::OneOf | SlotType::Number) && !s.options.is_empty() {
             c.at(
                 &format!("{path}.options"),
-                format!("options only apply to one_of slots, \"{name}\" is {slot_type}"),
+                format!("options only apply to one_of and number slots, \"{name}\" is {slot_type}"),
             );
+        }
+        if slot_type == SlotType::Number {
+            // Words for numbers ("excellent" for 5 on a rating): each label is a number the slot takes.
+            for (label, synonyms) in &s.options {
+                let in_range = |n: i64| s.min.is_none_or(|lo| n >= lo) && s.max.is_none_or(|hi| n <= hi);
+                if !label.trim().parse::<i64>().is_ok_and(in_range) {
+                    c.at(
+                        &format!("{path}.options.{label}"),
+                        format!("number slot \"{name}\": option \"{label}\" is not a number within its min and max"),
+                    );
+                }
+                if let Some(syn) = synonyms.iter().find(|w| w.starts_with('$')) {
+                    c.at(
+                        &format!("{path}.options.{label}"),
+                        format!("number slot \"{name}\": {syn:?} only applies to one_of slots"),
+                    );
+                }
+            }
         }
         if slot_type != SlotType::Number && (s.min.is_some() || s.max.is_some()) {
             c.at(

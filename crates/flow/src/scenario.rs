@@ -4,7 +4,8 @@
 //! ```yaml
 //! flow: inbound_support          # the flow's name (the file is prompts/flows/<flow>.yaml)
 //! name: asks opening hours
-//! needs_model: false             # true: only passes with a language model (skipped by model-free runs)
+//! needs_model: false             # true: tests the model's understanding (on for this scenario even when the
+//!                                # flow turns it off; skipped by model-free runs)
 //! contact: { name: Ana }         # contact fields for {{contact.*}}
 //! webhooks:                      # canned webhook answers by URL (no network in tests)
 //!   "https://example.com/hook": { json: { status: shipped } }     # or { error: timeout }
@@ -524,6 +525,15 @@ pub fn run_text(
 
 /// Runs a scenario against `flow` with `driver` answering what the engine cannot decide itself.
 pub fn run(flow: &Flow, scenario: &Scenario, driver: &mut dyn ScenarioDriver) -> ScenarioReport {
+    // A scenario that needs the model tests its understanding, whether or not the flow turns that on
+    // for its calls.
+    let with_model;
+    let flow = if scenario.needs_model && !flow.understands_with_model() {
+        with_model = flow.clone().with_model_understanding(true);
+        &with_model
+    } else {
+        flow
+    };
     let mut rec = CallRecord::default();
     let mut failures = Vec::new();
     let resolve = |st: &mut crate::CallState,

@@ -75,6 +75,7 @@ pub struct SlotSpec {
     #[serde(default)]
     pub description: Option<String>,
     /// one_of: label → synonyms (word-boundary phrases). An empty list means "only the model picks it".
+    /// number: a number → words that mean it ("5": [excellent]); a number said wins over them.
     #[serde(default)]
     pub options: BTreeMap<String, Vec<String>>,
     /// number: inclusive bounds.

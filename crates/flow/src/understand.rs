@@ -89,8 +89,8 @@ pub const OPT_OUT_PHRASES: &[&str] = &[
     "take me off your calling list",
     "off your list",
     "do not call",
-    "don't call me",
-    "dont call me",
+    "don't call",
+    "dont call",
     "never call",
     "remove my number",
     "remove me from",
@@ -142,8 +142,15 @@ const YES: &[&str] = &[
     "certainly",
     "please do",
     "uh huh",
+    "mm hm",
+    "mm hmm",
+    "mhm",
+    "go ahead",
     "yes please",
     "that works",
+    "works for me",
+    "fine",
+    "that's fine",
     "it is",
     "i do",
     "i will",
@@ -173,6 +180,9 @@ const NO: &[&str] = &[
     "that's not it",
     "not at all",
     "don't",
+    "doesn't work",
+    "does not work",
+    "won't work",
 ];
 
 /// Longest phrases first; a matched span is consumed so "not right" does not also count as "right".
@@ -1042,6 +1052,9 @@ mod tests {
             "Correct",
             "absolutely",
             "yes please",
+            "That's fine",
+            "Mm-hm, go ahead",
+            "works for me",
         ] {
             assert_eq!(yn(y), Some(true), "{y}");
         }
@@ -1052,6 +1065,9 @@ mod tests {
             "that's not right",
             "no thanks",
             "that's wrong",
+            // "works" inside "doesn't work" is not a yes.
+            "That doesn't work for me",
+            "it won't work",
         ] {
             assert_eq!(yn(no), Some(false), "{no}");
         }

@@ -11,7 +11,7 @@ direction: outbound
 persona: a test assistant
 contact_fields: [name]
 slots:
-  n: { type: number, min: 1, max: 5 }
+  n: { type: number, min: 1, max: 5, options: { "5": [excellent], "1": [terrible, the worst] } }
   order: { type: number }
   when: { type: datetime }
   choice: { type: one_of, options: { tea: [tea], coffee: [coffee], other: [] } }
@@ -123,6 +123,22 @@ fn start_greets_with_contact_fields_and_listens() {
     assert_eq!(st.current_step(), "rate");
     let (_, actions) = f.start(Contact::new());
     assert_eq!(said(&actions)[0], "Hi there.");
+}
+
+#[test]
+fn a_number_slot_takes_words_for_its_numbers_and_a_number_said_wins() {
+    let f = flow();
+    for (answer, want) in [
+        ("It was excellent", Some(5)),
+        ("Terrible, the worst", Some(1)),
+        ("excellent, well, let's say a 4", Some(4)),
+        ("somewhere between excellent and terrible", None),
+        ("it was fine", None),
+    ] {
+        let mut st = to_step(&f, "rate");
+        say(&f, &mut st, answer);
+        assert_eq!(st.slot("n").cloned(), want.map(SlotValue::Number), "{answer}");
+    }
 }
 
 #[test]

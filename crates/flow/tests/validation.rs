@@ -309,3 +309,19 @@ fn an_unknown_special_synonym_is_named() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn words_for_numbers_must_name_a_number_the_slot_takes() {
+    let src = format!(
+        "{HEAD}slots:\n  r:\n    type: number\n    min: 1\n    max: 5\n    options: {{ \"9\": [great], five: [excellent], \"1\": [$no] }}\n  t:\n    type: text\n    options: {{ a: [b] }}\nstart: a\nsteps:\n  a: {{ ask: r, prompt: Rate?, next: b, on_fail: b }}\n  b: {{ ask: t, prompt: Why?, next: c, on_fail: c }}\n  c: {{ end: {{ outcome: resolved }} }}\n"
+    );
+    assert_eq!(
+        errors(&src),
+        [
+            "bad.yaml:9:21: number slot \"r\": option \"9\" is not a number within its min and max",
+            "bad.yaml:9:36: number slot \"r\": option \"five\" is not a number within its min and max",
+            "bad.yaml:9:54: number slot \"r\": \"$no\" only applies to one_of slots",
+            "bad.yaml:12:14: options only apply to one_of and number slots, \"t\" is text",
+        ]
+    );
+}
