@@ -148,6 +148,90 @@ async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_
     assert_eq!(exported[0]["turns"], call["turns"]);
 }
 
+/// Words the menu cannot place are in the no-match report, over the API and on the command line, with
+/// their step and call: the phrases a business adds to its flow.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_caller_said_that_the_flow_could_not_place_is_reported() {
+    let server = Server::start();
+    let key = server.api_key();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let wav = dir.path().join("elephants.wav");
+    let flite = Command::new("flite")
+        .args(["-voice", "slt", "-t", "I like purple elephants.", "-o"])
+        .arg(&wav)
+        .status()
+        .expect("flite runs (make setup installs it)");
+    assert!(flite.success());
+    let (url, api_key) = (server.url.clone(), key.clone());
+    let wav_arg = wav.to_str().expect("utf-8").to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        switchboard(&[
+            "call",
+            "--server",
+            &url,
+            "--audio",
+            &wav_arg,
+            "--api-key",
+            &api_key,
+        ])
+    })
+    .await
+    .expect("join");
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("didn't catch"), "the menu re-prompts: {stdout}");
+
+    let (status, body) = api(&server, &key, "/api/no-matches?flow=inbound_support").await;
+    assert_eq!(status, 200, "{body}");
+    let groups = body["no_matches"].as_array().expect("no_matches");
+    assert_eq!(groups.len(), 1, "{body}");
+    let g = &groups[0];
+    assert_eq!(
+        (g["flow"].as_str(), g["step"].as_str(), g["count"].as_i64()),
+        (Some("inbound_support"), Some("menu"), Some(1)),
+        "{body}"
+    );
+    assert!(
+        g["heard"]
+            .as_str()
+            .unwrap_or("")
+            .to_lowercase()
+            .contains("elephants"),
+        "{body}"
+    );
+    let (_, calls) = api(&server, &key, "/api/calls").await;
+    assert_eq!(g["call_id"], calls["calls"][0]["id"], "{calls}");
+    // Another flow has none; a bad limit is a clear error.
+    let (_, other) = api(&server, &key, "/api/no-matches?flow=outbound_survey").await;
+    assert_eq!(other["no_matches"], serde_json::json!([]), "{other}");
+    let (status, bad) = api(&server, &key, "/api/no-matches?limit=0").await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (400, Some("bad_request")),
+        "{bad}"
+    );
+
+    let data_dir = server.data_dir.to_str().expect("utf-8").to_string();
+    let out = switchboard(&[
+        "calls",
+        "no-matches",
+        "--flow",
+        "inbound_support",
+        "--data-dir",
+        &data_dir,
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.to_lowercase().contains("elephants"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        row.trim_start().starts_with("1 ") && row.contains("menu"),
+        "{row}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_killed_mid_call_keeps_the_turns_and_marks_the_call_interrupted_on_restart() {
     let mut server = Server::start();

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use switchboard_store::{
-    CallDetail, CallFilter, CallStatus, CallSummary, Direction, Speaker, Store, format_time, parse_time,
+    CallDetail, CallFilter, CallStatus, CallSummary, Direction, NoMatch, Speaker, Store, format_time,
+    parse_time,
 };
 
 use super::serve::{ServeArgs, Settings};
@@ -123,6 +124,23 @@ pub enum CallsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// What callers said that a flow could not place, grouped and most frequent first: the phrases to
+    /// add to its options.
+    NoMatches {
+        /// Only this flow's.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Calls started at or after (RFC 3339 or Unix ms).
+        #[arg(long, value_parser = parse_time_arg)]
+        since: Option<i64>,
+        /// Calls started before (RFC 3339 or Unix ms).
+        #[arg(long, value_parser = parse_time_arg)]
+        until: Option<i64>,
+        #[arg(long, default_value_t = 30)]
+        limit: usize,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Every matching call: CSV (one row per call) or JSON (calls with their turns and events).
     Export {
         #[arg(long, value_enum, default_value = "csv")]
@@ -157,6 +175,20 @@ pub fn run(cmd: CallsCommand) -> anyhow::Result<()> {
                     .context("reading the call")?
                     .with_context(|| format!("no call with id {id} (see `switchboard calls list`)"))?;
                 print_call(&call);
+            }
+            CallsCommand::NoMatches {
+                flow,
+                since,
+                until,
+                limit,
+                store,
+            } => {
+                let store = store.open().await?;
+                let groups = store
+                    .no_matches(flow.as_deref(), since, until, limit.max(1))
+                    .await
+                    .context("reading no-matches")?;
+                print_no_matches(&groups);
             }
             CallsCommand::Export {
                 format,
@@ -209,6 +241,27 @@ fn print_list(calls: &[CallSummary]) {
             duration(c.duration_ms),
             snake(&c.status),
             c.outcome.as_deref().unwrap_or("-")
+        );
+    }
+}
+
+fn print_no_matches(groups: &[NoMatch]) {
+    if groups.is_empty() {
+        println!("no no-matches");
+        return;
+    }
+    println!(
+        "{:>5}  {:<20} {:<16} {:<21} heard",
+        "times", "flow", "step", "last"
+    );
+    for g in groups {
+        println!(
+            "{:>5}  {:<20} {:<16} {:<21} {}",
+            g.count,
+            g.flow,
+            g.step,
+            format_time(g.last_at),
+            g.heard
         );
     }
 }

@@ -59,12 +59,26 @@ pub struct TurnRecord {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CallNote {
-    Dtmf { digit: char },
-    BargeIn { heard: String },
-    Transfer { to: String, reason: String },
+    Dtmf {
+        digit: char,
+    },
+    BargeIn {
+        heard: String,
+    },
+    Transfer {
+        to: String,
+        reason: String,
+    },
     OptOut,
     Silence,
-    Error { message: String },
+    Error {
+        message: String,
+    },
+    /// The caller's words fit nothing the step takes.
+    NoMatch {
+        step: String,
+        heard: String,
+    },
 }
 
 /// A note with its time from the start of the call.

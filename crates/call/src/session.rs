@@ -524,6 +524,7 @@ where
                     self.note(CallNote::OptOut);
                 }
                 Action::Hangup => self.ending = Some((Ending::Hangup, None)),
+                Action::NoMatch { step, heard, .. } => self.note(CallNote::NoMatch { step, heard }),
                 Action::Outcome { outcome, slots } => {
                     self.report.outcome = Some(outcome);
                     self.report.slots = slots;

@@ -149,6 +149,14 @@ pub enum Action {
     Hangup,
     /// How the call ended and what was collected; always right before the final action.
     Outcome { outcome: Outcome, slots: Slots },
+    /// What the caller said fits nothing `step` takes (a no-match, after the model if it was asked).
+    /// Nothing to do on the line: the call log keeps it, so the phrases callers really use can be
+    /// added to the flow.
+    NoMatch {
+        step: String,
+        slot: String,
+        heard: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +190,8 @@ pub struct CallState {
     caller_spoke: bool,
     digits: String,
     last_utterance: String,
+    /// The words of the input being handled, while it is one ([`Action::NoMatch`] reports them).
+    heard: Option<String>,
     outcome: Option<Outcome>,
 }
 
@@ -238,6 +248,7 @@ impl Flow {
             caller_spoke: false,
             digits: String::new(),
             last_utterance: String::new(),
+            heard: None,
             outcome: None,
         };
         let mut out = Vec::new();
@@ -259,9 +270,18 @@ impl Flow {
                 };
                 self.finish(st, outcome, Action::Hangup, &mut out)
             }
-            Input::Silence => self.on_silence(st, &mut out),
-            Input::Dtmf(key) => self.on_dtmf(st, key, &mut out),
-            Input::Utterance(text) => self.on_utterance(st, text, &mut out),
+            Input::Silence => {
+                st.heard = None;
+                self.on_silence(st, &mut out)
+            }
+            Input::Dtmf(key) => {
+                st.heard = None;
+                self.on_dtmf(st, key, &mut out)
+            }
+            Input::Utterance(text) => {
+                st.heard = Some(text.clone());
+                self.on_utterance(st, text, &mut out)
+            }
             Input::Understood(u) => self.on_understood(st, u, &mut out),
             Input::WebhookResult(r) => self.on_webhook(st, r, &mut out),
         }
@@ -931,6 +951,13 @@ impl Flow {
     }
 
     fn no_match(&self, st: &mut CallState, ask: &Ask, slot: &Slot, out: &mut Vec<Action>) {
+        if let Some(heard) = st.heard.take() {
+            out.push(Action::NoMatch {
+                step: st.step.clone(),
+                slot: slot.name.clone(),
+                heard,
+            });
+        }
         st.tries += 1;
         st.misunderstandings += 1;
         if st.tries >= ask.max_tries {

@@ -534,6 +534,18 @@ fn build(c: &mut Checker<'_>, spec: FlowSpec, base_dir: Option<&Path>) -> Flow {
     }
     let mut steps = BTreeMap::new();
     for (name, s) in &spec.steps {
+        // Names are written in `next:` and `routes:` and shown in the call log's no-matches
+        // (`step: words`), so they stay plain words.
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '-')
+        {
+            c.at_key(
+                &format!("steps.{name}"),
+                format!("step name \"{name}\": use letters, digits, _ and - only"),
+            );
+        }
         if let Some(step) = build_step(c, &mut target, name, s, &slots, &tables) {
             steps.insert(name.clone(), step);
         }

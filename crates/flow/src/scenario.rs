@@ -346,6 +346,7 @@ impl CallRecord {
                     self.ended = true;
                     self.lines.push(Line::Event("hang up".to_string()));
                 }
+                Action::NoMatch { step, .. } => self.lines.push(Line::Event(format!("no match at {step}"))),
                 Action::Outcome { outcome, slots } => {
                     self.outcome = Some(*outcome);
                     self.slots = slots.clone();

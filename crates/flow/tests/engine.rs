@@ -141,6 +141,41 @@ fn a_number_slot_takes_words_for_its_numbers_and_a_number_said_wins() {
     }
 }
 
+fn no_matches(actions: &[Action]) -> Vec<(String, String, String)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::NoMatch { step, slot, heard } => Some((step.clone(), slot.clone(), heard.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn words_nothing_placed_are_reported_for_the_call_log_and_keys_or_silence_are_not() {
+    let f = flow();
+    let mut st = to_step(&f, "rate");
+    let a = say(&f, &mut st, "purple");
+    let want = ("rate".to_string(), "n".to_string(), "purple".to_string());
+    assert_eq!(no_matches(&a), [want]);
+    let mut st = to_step(&f, "rate");
+    assert!(no_matches(&f.step(&mut st, Input::Dtmf('7'))).is_empty());
+    assert!(no_matches(&f.step(&mut st, Input::Silence)).is_empty());
+    assert!(no_matches(&say(&f, &mut st, "4")).is_empty());
+    // With the model: reported once the model has not understood either, with the caller's words.
+    let f = flow().with_model_understanding(true);
+    let mut st = to_step(&f, "pick");
+    let a = say(&f, &mut st, "a hot drink");
+    assert!(no_matches(&a).is_empty(), "{a:?}");
+    let a = f.step(&mut st, Input::Understood(Understanding::NotUnderstood));
+    let want = (
+        "pick".to_string(),
+        "choice".to_string(),
+        "a hot drink".to_string(),
+    );
+    assert_eq!(no_matches(&a), [want]);
+}
+
 #[test]
 fn no_match_reprompts_then_max_tries_goes_to_on_fail() {
     let f = flow();

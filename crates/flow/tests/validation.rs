@@ -325,3 +325,14 @@ fn words_for_numbers_must_name_a_number_the_slot_takes() {
         ]
     );
 }
+
+#[test]
+fn a_step_name_is_a_plain_word() {
+    let src = format!(
+        "{HEAD}start: a\nsteps:\n  a: {{ say: hi, next: \"b: c\" }}\n  \"b: c\": {{ end: {{ outcome: resolved }} }}\n"
+    );
+    assert_eq!(
+        errors(&src),
+        ["bad.yaml:7:3: step name \"b: c\": use letters, digits, _ and - only"]
+    );
+}

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use switchboard_store::{
     CallDetail, CallFilter, CallPage, CallStatus, CallSummary, DayCount, Direction, Event, LatencyStats,
-    Millis, OutcomeCount, Speaker, StageTimings, Stats, Store, StoreError, Turn,
+    Millis, NoMatch, OutcomeCount, Speaker, StageTimings, Stats, Store, StoreError, Turn,
 };
 use tower::ServiceExt;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -46,6 +46,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: ApiState) -> Route
         .route("/api/calls/{id}", get(get_call).delete(delete_call))
         .route("/api/calls/{id}/recording", get(recording))
         .route("/api/stats", get(stats))
+        .route("/api/no-matches", get(no_matches))
         .merge(crate::campaigns_api::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
@@ -61,10 +62,10 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(state: ApiState) -> Route
         description = "The call log (every call the runtime answered or placed: transcript, timings, outcome \
                        and recording), outbound campaigns and the do-not-call list."
     ),
-    paths(list_calls, get_call, delete_call, recording, stats),
+    paths(list_calls, get_call, delete_call, recording, stats, no_matches),
     components(schemas(
         CallPage, CallSummary, CallDetail, Turn, Event, StageTimings, Speaker, Direction, CallStatus,
-        Stats, DayCount, OutcomeCount, LatencyStats, ErrorBody
+        Stats, DayCount, OutcomeCount, LatencyStats, NoMatches, NoMatch, ErrorBody
     )),
     modifiers(&CampaignRoutes, &BearerAuth),
     security(("api_key" = []))
@@ -463,4 +464,56 @@ async fn stats(
 ) -> Result<Json<Stats>, ApiError> {
     let (since, until) = parse_range(q.since.as_deref(), q.until.as_deref())?;
     Ok(Json(api.store.stats(since, until).await?))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct NoMatchQuery {
+    /// Only this flow's.
+    flow: Option<String>,
+    /// Calls started at or after: RFC 3339 or Unix milliseconds.
+    #[param(schema_with = time_param)]
+    since: Option<String>,
+    /// Calls started before: RFC 3339 or Unix milliseconds.
+    #[param(schema_with = time_param)]
+    until: Option<String>,
+    /// Groups to return (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+}
+
+/// What callers said that a flow could not place, grouped.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NoMatches {
+    pub no_matches: Vec<NoMatch>,
+}
+
+/// What callers said at a step that no phrase (nor the model, where a flow asks it) understood: the
+/// same words at the same step counted together, most frequent first. These are the phrases to add to
+/// the flow's options.
+#[utoipa::path(
+    get,
+    path = "/api/no-matches",
+    tag = "stats",
+    params(NoMatchQuery),
+    responses(
+        (status = 200, description = "No-matches, most frequent first", body = NoMatches),
+        (status = 400, description = "A time or the limit is not valid", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+    )
+)]
+async fn no_matches(
+    State(api): State<ApiState>,
+    ApiQuery(q): ApiQuery<NoMatchQuery>,
+) -> Result<Json<NoMatches>, ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::BadInput("limit: between 1 and 500".into()));
+    }
+    let (since, until) = parse_range(q.since.as_deref(), q.until.as_deref())?;
+    let no_matches = api
+        .store
+        .no_matches(q.flow.as_deref(), since, until, limit as usize)
+        .await?;
+    Ok(Json(NoMatches { no_matches }))
 }

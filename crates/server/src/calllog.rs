@@ -155,6 +155,8 @@ pub(crate) fn event_row(seq: i64, e: &EventRecord) -> Event {
         CallNote::OptOut => ("opt_out", None),
         CallNote::Silence => ("silence", None),
         CallNote::Error { message } => ("error", Some(message.clone())),
+        // `step: words`; the no-match report splits it at the first ": " (a step name has none).
+        CallNote::NoMatch { step, heard } => ("no_match", Some(format!("{step}: {heard}"))),
     };
     Event {
         seq,

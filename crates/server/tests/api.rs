@@ -270,6 +270,7 @@ async fn the_openapi_description_covers_every_route_and_its_security() {
         "/api/calls/{id}",
         "/api/calls/{id}/recording",
         "/api/stats",
+        "/api/no-matches",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }

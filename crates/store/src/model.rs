@@ -208,6 +208,21 @@ pub struct Stats {
     pub latency: LatencyStats,
 }
 
+/// Words callers said at one step of a flow that it could not place (the call events `no_match`), the
+/// same words (ignoring case and punctuation) counted together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NoMatch {
+    pub flow: String,
+    pub step: String,
+    /// As last transcribed.
+    pub heard: String,
+    pub count: i64,
+    /// When it was last said (Unix milliseconds).
+    pub last_at: Millis,
+    /// The call it was last said in.
+    pub call_id: String,
+}
+
 /// An API key as listed (never with its secret).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {

@@ -9,9 +9,77 @@ use sqlx::Row;
 
 use crate::sql::Conditions;
 use crate::time::{MS_PER_DAY, day_name};
-use crate::{DayCount, LatencyStats, Millis, OutcomeCount, Stats, Store, StoreError};
+use crate::{DayCount, LatencyStats, Millis, NoMatch, OutcomeCount, Stats, Store, StoreError};
+
+/// The most recent no-match events [`Store::no_matches`] reads: the report is about what callers say
+/// now, and its cost stays bounded however long the log is kept.
+pub const NO_MATCH_SCAN: i64 = 10_000;
+
+/// Words compared without case or punctuation: "Thursday's bad." and "thursday's bad" count together.
+fn words_key(heard: &str) -> String {
+    heard
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 impl Store {
+    /// What callers said that `flow` (every flow when `None`) could not place, in calls that started in
+    /// `since..until`: the same words at the same step counted together, most frequent first (then
+    /// most recent), at most `limit` groups, from the [`NO_MATCH_SCAN`] most recent no-matches. These
+    /// are the phrases to add to a flow's options.
+    pub async fn no_matches(
+        &self,
+        flow: Option<&str>,
+        since: Option<Millis>,
+        until: Option<Millis>,
+        limit: usize,
+    ) -> Result<Vec<NoMatch>, StoreError> {
+        let mut c = Conditions::default();
+        c.eq("kind", "no_match");
+        if let Some(flow) = flow {
+            c.eq("flow", flow);
+        }
+        c.range("started_at", since, until);
+        let scan = c.param(NO_MATCH_SCAN);
+        let sql = format!(
+            "SELECT flow, id, started_at + at_ms AS said_at, detail FROM events \
+             JOIN calls ON calls.id = events.call_id {} ORDER BY said_at DESC, id DESC LIMIT {scan}",
+            c.where_clause()
+        );
+        // Newest first, so the first row of a group names its latest spelling, time and call.
+        let mut groups: Vec<NoMatch> = Vec::new();
+        let mut index: std::collections::HashMap<(String, String, String), usize> = Default::default();
+        for row in c.bind(sqlx::query(&sql)).fetch_all(&self.pool).await? {
+            let detail: Option<String> = row.try_get("detail")?;
+            let Some((step, heard)) = detail.as_deref().and_then(|d| d.split_once(": ")) else {
+                continue;
+            };
+            let flow: String = row.try_get("flow")?;
+            let key = (flow.clone(), step.to_string(), words_key(heard));
+            match index.get(&key) {
+                Some(&i) => groups[i].count += 1,
+                None => {
+                    index.insert(key, groups.len());
+                    groups.push(NoMatch {
+                        flow,
+                        step: step.to_string(),
+                        heard: heard.to_string(),
+                        count: 1,
+                        last_at: row.try_get("said_at")?,
+                        call_id: row.try_get("id")?,
+                    });
+                }
+            }
+        }
+        // Stable: equal counts stay newest first.
+        groups.sort_by_key(|g| std::cmp::Reverse(g.count));
+        groups.truncate(limit);
+        Ok(groups)
+    }
+
     /// Statistics of the calls that started in `since..until` (either end open when `None`).
     ///
     /// An "ended" call is one with an end time (finished, or marked interrupted). Containment is

@@ -30,6 +30,7 @@ on_both_backends!(
     delete_call_removes_turns_and_events,
     retention_deletes_only_old_ended_calls,
     stats_on_a_known_data_set,
+    no_matches_are_grouped_by_flow_step_and_words,
     api_keys,
 );
 
@@ -985,4 +986,74 @@ fn database_names_are_swapped_in_urls() {
         "postgres://u:p@h:1/x?sslmode=disable"
     );
     assert_eq!(with_database("postgres://h", "x"), "postgres://h/x");
+}
+
+async fn no_matches_are_grouped_by_flow_step_and_words(db: &TestDb) {
+    let store = db.open().await;
+    let said = |seq: i64, at_ms: i64, detail: &str| Event {
+        seq,
+        at_ms,
+        kind: "no_match".into(),
+        detail: Some(detail.into()),
+    };
+    // Two support calls and one survey call; times are the call start plus the event's offset.
+    let a = store.create_call(&new_call("CA-1", 1_000)).await.unwrap();
+    let b = store.create_call(&new_call("CA-2", 5_000)).await.unwrap();
+    let mut survey = new_call("CA-3", 9_000);
+    survey.flow = "survey".into();
+    let c = store.create_call(&survey).await.unwrap();
+    for (id, e) in [
+        (&a, said(0, 100, "menu: Thursday's bad.")),
+        (&a, said(1, 200, "menu: where do I park")),
+        (&b, said(0, 100, "menu: thursday's BAD")),
+        // The same words at another step are another group.
+        (&b, said(1, 300, "order: thursday's bad")),
+        (&c, said(0, 100, "rating: meh")),
+    ] {
+        store.add_event(id, &e).await.unwrap();
+    }
+    // Other events are not no-matches.
+    let dtmf = Event {
+        seq: 2,
+        at_ms: 400,
+        kind: "dtmf".into(),
+        detail: Some("menu: 7".into()),
+    };
+    store.add_event(&b, &dtmf).await.unwrap();
+
+    let all = store.no_matches(Some("support"), None, None, 10).await.unwrap();
+    let got: Vec<(&str, &str, i64, i64, &str)> = all
+        .iter()
+        .map(|m| {
+            (
+                m.step.as_str(),
+                m.heard.as_str(),
+                m.count,
+                m.last_at,
+                m.call_id.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            // Most frequent first, with the latest spelling, time and call.
+            ("menu", "thursday's BAD", 2, 5_100, b.as_str()),
+            // Then by recency.
+            ("order", "thursday's bad", 1, 5_300, b.as_str()),
+            ("menu", "where do I park", 1, 1_200, a.as_str()),
+        ]
+    );
+    assert!(all.iter().all(|m| m.flow == "support"));
+
+    let every_flow = store.no_matches(None, None, None, 10).await.unwrap();
+    assert_eq!(every_flow.len(), 4);
+    assert_eq!(every_flow.iter().filter(|m| m.flow == "survey").count(), 1);
+    // Calls started from 5 s on: only the second support call's words.
+    let recent = store
+        .no_matches(Some("support"), Some(5_000), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(recent.iter().map(|m| m.count).sum::<i64>(), 2);
+    assert_eq!(store.no_matches(None, None, None, 1).await.unwrap().len(), 1);
 }
