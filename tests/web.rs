@@ -1,6 +1,7 @@
 //! The call log web page in a real browser: headless Chromium driven over WebDriver (chromedriver)
 //! against `switchboard serve`, after one simulated call through the real models. Signing in, the
-//! list, the call with its transcript and stats, the recording playing, and deleting the call.
+//! list, the call with its transcript and stats, what the flow did not understand, the recording playing,
+//! and deleting the call.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`make setup` installs them).
 
@@ -161,7 +162,17 @@ fn the_call_log_page_shows_plays_and_deletes_a_call() {
     let started = Instant::now();
     let server = Server::start();
     let key = server.api_key();
-    let out = switchboard(&["call", "--server", &server.url, "--audio", &sample()]);
+    // First words the menu cannot place (a no-match), then the question about the hours.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let unplaced = dir.path().join("elephants.wav");
+    let flite = Command::new("flite")
+        .args(["-voice", "slt", "-t", "I like purple elephants.", "-o"])
+        .arg(&unplaced)
+        .status()
+        .expect("flite runs (make setup installs it)");
+    assert!(flite.success());
+    let unplaced = unplaced.to_str().expect("utf-8").to_string();
+    let out = switchboard(&["call", "--server", &server.url, "--audio", &unplaced, &sample()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "the call failed:\n{stdout}{stderr}");
     eprintln!("server, key and call ready after {:.1?}", started.elapsed());
@@ -247,6 +258,30 @@ async fn scenario(browser: Client, url: String, key: String) {
     assert_eq!(bars.len(), 1, "one day with calls: {bars:?}");
     let height: f64 = bars[0].as_str().and_then(|h| h.parse().ok()).expect("a height");
     assert!(height > 10.0, "the bar has a height: {height}");
+
+    // What the menu did not understand, with the step, linking to the call.
+    let missed = until(
+        &browser,
+        "a not-understood row",
+        "const r = document.querySelector('#no-matches tbody tr'); \
+         return r && { text: r.innerText, href: r.querySelector('a').getAttribute('href') }",
+    )
+    .await;
+    let text = missed["text"].as_str().expect("row text");
+    assert!(
+        text.contains("menu") && text.to_lowercase().contains("elephants"),
+        "{missed}"
+    );
+    assert!(text.trim_start().starts_with('1'), "said once: {missed}");
+    assert_eq!(missed["href"], format!("#/calls/{id}").as_str());
+    assert_eq!(
+        js(
+            &browser,
+            "return document.querySelector('#no-matches-empty').hidden"
+        )
+        .await,
+        true
+    );
 
     // The call: its facts, the conversation, and the way back.
     click(&browser, "#calls tbody tr[data-call-id] a").await;

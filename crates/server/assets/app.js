@@ -196,7 +196,7 @@
     $('#load-more').hidden = true;
     listQuery = apiFilters(params);
     const filtered = [...params.values()].some((v) => v.trim());
-    await Promise.all([loadCalls(null, gen, filtered), loadStats(params, gen)]);
+    await Promise.all([loadCalls(null, gen, filtered), loadStats(params, gen), loadNoMatches(params, gen)]);
   }
 
   async function loadCalls(cursor, gen, filtered) {
@@ -290,6 +290,36 @@
           })
         : h('p', { class: 'empty' }, 'No measured turns yet.'),
     );
+  }
+
+  // The answers nothing placed, over the same days as the statistics (and the flow filter).
+  async function loadNoMatches(params, gen) {
+    const query = new URLSearchParams({ limit: 10 });
+    const since = params.get('since');
+    const until = params.get('until');
+    const today = new Date();
+    const from = since
+      ? dayStart(since)
+      : new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (STATS_DAYS - 1)));
+    query.set('since', from.toISOString());
+    if (until) query.set('until', dayStart(until, 1).toISOString());
+    const flow = (params.get('flow') || '').trim();
+    if (flow) query.set('flow', flow);
+    const report = await getJson(`api/no-matches?${query}`);
+    if (!current(gen)) return;
+    const rows = report.no_matches.map((m) =>
+      h(
+        'tr',
+        { dataset: { step: m.step } },
+        h('td', { class: 'num' }, number.format(m.count)),
+        h('td', {}, m.flow),
+        h('td', {}, m.step),
+        h('td', {}, h('a', { href: `#/calls/${encodeURIComponent(m.call_id)}`, title: `Last said ${when(m.last_at)}` }, m.heard)),
+      ),
+    );
+    $('#no-matches tbody').replaceChildren(...rows);
+    $('#no-matches').hidden = rows.length === 0;
+    $('#no-matches-empty').hidden = rows.length > 0;
   }
 
   // One bar per day from `first` to `last` (UTC days, as the API counts them), zero where no call was.
@@ -446,6 +476,7 @@
     opt_out: 'Opt-out',
     silence: 'Silence',
     error: 'Error',
+    no_match: 'Not understood',
   };
 
   function renderTranscript(turns, events) {
