@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, sample, switchboard, text};
+use common::{Server, sample, spoken, switchboard, text};
 use serde_json::Value;
 
 async fn api(server: &Server, key: &str, path: &str) -> (u16, Value) {
@@ -22,25 +22,22 @@ async fn api(server: &Server, key: &str, path: &str) -> (u16, Value) {
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
 }
 
+/// A simulated call from `audio` against `server`. With a key, the simulator waits for the server to
+/// finish the call in its log, then prints it.
+async fn place_call(server: &Server, key: &str, audio: String) -> std::process::Output {
+    let (url, key) = (server.url.clone(), key.to_string());
+    tokio::task::spawn_blocking(move || {
+        switchboard(&["call", "--server", &url, "--audio", &audio, "--api-key", &key])
+    })
+    .await
+    .expect("join")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_simulated_call_is_in_the_api_and_the_cli_with_transcript_outcome_and_recording() {
     let server = Server::start();
     let key = server.api_key();
-    let (url, api_key) = (server.url.clone(), key.clone());
-    // With a key, the simulator waits for the server to finish the call in its log, then prints it.
-    let out = tokio::task::spawn_blocking(move || {
-        switchboard(&[
-            "call",
-            "--server",
-            &url,
-            "--audio",
-            &sample(),
-            "--api-key",
-            &api_key,
-        ])
-    })
-    .await
-    .expect("join");
+    let out = place_call(&server, &key, sample()).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     let printed_caller = stdout.lines().find(|l| l.contains("caller:")).unwrap_or("");
@@ -155,28 +152,8 @@ async fn what_a_caller_said_that_the_flow_could_not_place_is_reported() {
     let server = Server::start();
     let key = server.api_key();
     let dir = tempfile::tempdir().expect("temp dir");
-    let wav = dir.path().join("elephants.wav");
-    let flite = Command::new("flite")
-        .args(["-voice", "slt", "-t", "I like purple elephants.", "-o"])
-        .arg(&wav)
-        .status()
-        .expect("flite runs (make setup installs it)");
-    assert!(flite.success());
-    let (url, api_key) = (server.url.clone(), key.clone());
-    let wav_arg = wav.to_str().expect("utf-8").to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        switchboard(&[
-            "call",
-            "--server",
-            &url,
-            "--audio",
-            &wav_arg,
-            "--api-key",
-            &api_key,
-        ])
-    })
-    .await
-    .expect("join");
+    let wav = spoken(dir.path(), "elephants.wav", "I like purple elephants.");
+    let out = place_call(&server, &key, wav).await;
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("didn't catch"), "the menu re-prompts: {stdout}");

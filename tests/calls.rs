@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Server, sample, switchboard, text};
+use common::{Server, sample, spoken, switchboard, text};
 
 use futures_util::{SinkExt, StreamExt};
 use switchboard_telephony::{AuthToken, signature};
@@ -352,14 +352,8 @@ fn the_log_holds_no_number_or_word_of_a_call_unless_log_pii_is_set() {
 #[test]
 fn a_question_outside_the_menu_is_answered_by_the_model_in_the_call() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let question = dir.path().join("dog.wav");
-    let flite = std::process::Command::new("flite")
-        .args(["-voice", "slt", "-t", "Can I bring my dog inside?", "-o"])
-        .arg(&question)
-        .status()
-        .expect("flite runs (make setup installs it)");
-    assert!(flite.success());
-    let out = switchboard(&["call", "--audio", question.to_str().expect("utf-8")]);
+    let question = spoken(dir.path(), "dog.wav", "Can I bring my dog inside?");
+    let out = switchboard(&["call", "--audio", &question]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();

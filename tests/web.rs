@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, first_line, sample, switchboard, text};
+use common::{Server, first_line, sample, spoken, switchboard, text};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
@@ -164,14 +164,7 @@ fn the_call_log_page_shows_plays_and_deletes_a_call() {
     let key = server.api_key();
     // First words the menu cannot place (a no-match), then the question about the hours.
     let dir = tempfile::tempdir().expect("temp dir");
-    let unplaced = dir.path().join("elephants.wav");
-    let flite = Command::new("flite")
-        .args(["-voice", "slt", "-t", "I like purple elephants.", "-o"])
-        .arg(&unplaced)
-        .status()
-        .expect("flite runs (make setup installs it)");
-    assert!(flite.success());
-    let unplaced = unplaced.to_str().expect("utf-8").to_string();
+    let unplaced = spoken(dir.path(), "elephants.wav", "I like purple elephants.");
     let out = switchboard(&["call", "--server", &server.url, "--audio", &unplaced, &sample()]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "the call failed:\n{stdout}{stderr}");

@@ -35,6 +35,19 @@ pub fn sample() -> String {
         .to_string()
 }
 
+/// `text` spoken by flite's slt voice into `dir/name`; returns the WAV's path. A sentence in a voice
+/// the speech-to-text has not been tuned on, for a caller turn no bundled recording has.
+pub fn spoken(dir: &Path, name: &str, text: &str) -> String {
+    let wav = dir.join(name);
+    let status = Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(&wav)
+        .status()
+        .expect("flite runs (make setup installs it)");
+    assert!(status.success(), "flite failed on {text:?}");
+    wav.display().to_string()
+}
+
 /// Reads `child`'s stdout until a line yields something to `find`, then keeps draining it in the
 /// background so the child never blocks (or fails) writing to a full or closed pipe.
 pub fn first_line<T>(child: &mut Child, what: &str, find: impl Fn(&str) -> Option<T>) -> T {

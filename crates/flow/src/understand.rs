@@ -149,8 +149,9 @@ const YES: &[&str] = &[
     "yes please",
     "that works",
     "works for me",
-    "fine",
+    // Not a bare "fine": "no, I'm fine" declines.
     "that's fine",
+    "that is fine",
     "it is",
     "i do",
     "i will",
@@ -1071,6 +1072,7 @@ mod tests {
         ] {
             assert_eq!(yn(no), Some(false), "{no}");
         }
+        assert_eq!(yn("No, I'm fine"), Some(false));
         assert_eq!(yn("I know"), None);
         assert_eq!(yn("yes no"), None);
         assert_eq!(yn("maybe"), None);

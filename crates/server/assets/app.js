@@ -240,7 +240,8 @@
 
   const utcDay = (date) => date.toISOString().slice(0, 10);
 
-  async function loadStats(params, gen) {
+  // The days the statistics cover: the filter's, else the last STATS_DAYS; `query` holds them for the API.
+  function statsRange(params) {
     const since = params.get('since');
     const until = params.get('until');
     const today = new Date();
@@ -249,6 +250,11 @@
       : new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (STATS_DAYS - 1)));
     const query = new URLSearchParams({ since: from.toISOString() });
     if (until) query.set('until', dayStart(until, 1).toISOString());
+    return { since, until, from, query };
+  }
+
+  async function loadStats(params, gen) {
+    const { since, until, from, query } = statsRange(params);
     const stats = await getJson(`api/stats?${query}`);
     if (!current(gen)) return;
 
@@ -294,15 +300,8 @@
 
   // The answers nothing placed, over the same days as the statistics (and the flow filter).
   async function loadNoMatches(params, gen) {
-    const query = new URLSearchParams({ limit: 10 });
-    const since = params.get('since');
-    const until = params.get('until');
-    const today = new Date();
-    const from = since
-      ? dayStart(since)
-      : new Date(Date.UTC(today.getUTCFullYear(), today.getUTCMonth(), today.getUTCDate() - (STATS_DAYS - 1)));
-    query.set('since', from.toISOString());
-    if (until) query.set('until', dayStart(until, 1).toISOString());
+    const { query } = statsRange(params);
+    query.set('limit', 10);
     const flow = (params.get('flow') || '').trim();
     if (flow) query.set('flow', flow);
     const report = await getJson(`api/no-matches?${query}`);

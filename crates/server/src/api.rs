@@ -222,6 +222,16 @@ pub(crate) fn body_rejection(status: StatusCode, text: String) -> ApiError {
     }
 }
 
+/// A `limit` query parameter: `default` when absent, else within 1..=`max`.
+pub(crate) fn page_limit(limit: Option<u32>, default: u32, max: u32) -> Result<u32, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::BadInput(format!("limit: between 1 and {max}")))
+    }
+}
+
 /// A time in a query: RFC 3339 (`2026-11-24T09:00:00Z`) or Unix milliseconds.
 fn parse_time(name: &str, value: &str) -> Result<Millis, ApiError> {
     switchboard_store::parse_time(value).ok_or_else(|| {
@@ -282,10 +292,7 @@ async fn list_calls(
     State(api): State<ApiState>,
     ApiQuery(q): ApiQuery<CallQuery>,
 ) -> Result<Json<CallPage>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        return Err(ApiError::BadInput("limit: between 1 and 200".into()));
-    }
+    let limit = page_limit(q.limit, 50, 200)?;
     let (since, until) = parse_range(q.since.as_deref(), q.until.as_deref())?;
     let filter = CallFilter {
         direction: q.direction,
@@ -506,10 +513,7 @@ async fn no_matches(
     State(api): State<ApiState>,
     ApiQuery(q): ApiQuery<NoMatchQuery>,
 ) -> Result<Json<NoMatches>, ApiError> {
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::BadInput("limit: between 1 and 500".into()));
-    }
+    let limit = page_limit(q.limit, 50, 500)?;
     let (since, until) = parse_range(q.since.as_deref(), q.until.as_deref())?;
     let no_matches = api
         .store

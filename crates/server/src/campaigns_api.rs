@@ -542,10 +542,7 @@ async fn campaign_decisions(
     CampaignPath(id): CampaignPath,
     ApiQuery(q): ApiQuery<DecisionsQuery>,
 ) -> Result<Json<DecisionList>, ApiError> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::BadInput("limit: between 1 and 1000".into()));
-    }
+    let limit = crate::api::page_limit(q.limit, 100, 1000)?;
     find(&api, &id).await?;
     let mut decisions = api.store.decisions(&id, None).await?;
     decisions.reverse();
