@@ -159,15 +159,7 @@ impl Tally {
 }
 
 fn load_flows(dir: &Path, data: &Data) -> anyhow::Result<BTreeMap<String, Flow>> {
-    let mut flows = BTreeMap::new();
-    for set in &data.set {
-        if !flows.contains_key(&set.flow) {
-            let path = dir.join(format!("{}.yaml", set.flow));
-            let flow = Flow::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            flows.insert(set.flow.clone(), flow);
-        }
-    }
-    Ok(flows)
+    super::flows::load_named(dir, data.set.iter().map(|set| set.flow.as_str()))
 }
 
 pub fn run(args: BenchUnderstandArgs) -> anyhow::Result<()> {

@@ -88,6 +88,28 @@ fn yaml_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The flows `names` name, each from `<dir>/<name>.yaml` (once), checked to call itself that name.
+pub(super) fn load_named<'a>(
+    dir: &Path,
+    names: impl IntoIterator<Item = &'a str>,
+) -> anyhow::Result<BTreeMap<String, Flow>> {
+    let mut flows = BTreeMap::new();
+    for name in names {
+        if !flows.contains_key(name) {
+            let path = dir.join(format!("{name}.yaml"));
+            let flow = Flow::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            anyhow::ensure!(
+                flow.name() == name,
+                "{} names its flow `{}`, not `{name}`",
+                path.display(),
+                flow.name()
+            );
+            flows.insert(name.to_string(), flow);
+        }
+    }
+    Ok(flows)
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let files = yaml_files(&args.paths)?;
     anyhow::ensure!(!files.is_empty(), "no flow files (.yaml) found");
@@ -185,21 +207,7 @@ fn test(args: TestArgs) -> anyhow::Result<()> {
         .map(|f| Scenario::load(f).map_err(|e| anyhow::anyhow!("{e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let mut flows: BTreeMap<String, Flow> = BTreeMap::new();
-    for s in &scenarios {
-        if !flows.contains_key(&s.flow) {
-            let path = args.flows.join(format!("{}.yaml", s.flow));
-            let flow = Flow::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            anyhow::ensure!(
-                flow.name() == s.flow,
-                "{} names its flow `{}`, not `{}`",
-                path.display(),
-                flow.name(),
-                s.flow
-            );
-            flows.insert(s.flow.clone(), flow);
-        }
-    }
+    let flows = load_named(&args.flows, scenarios.iter().map(|s| s.flow.as_str()))?;
 
     let llm = if args.no_model {
         None
